@@ -1,0 +1,19 @@
+"""The errors xbp raises, each with a message that says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class XbpError(Exception):
+    """Base class of every error xbp raises on purpose."""
+
+
+class BackendError(XbpError, RuntimeError):
+    """An array backend is unknown, or known but cannot be loaded here."""
+
+
+class DeviceMismatchError(XbpError, ValueError):
+    """Arrays of different libraries or devices were given to one layer or function."""
+
+
+class DatasetError(XbpError, ValueError):
+    """A data set file is missing, corrupted, or cannot be downloaded."""
