@@ -1,0 +1,41 @@
+"""One `xp` fixture over every array namespace present here; the tests are written once.
+
+numpy and array_api_strict always run. CuPy runs where a CUDA device is present (marked `gpu`,
+skipped with the reason otherwise); torch where it is installed. `XBP_TEST_BACKENDS=numpy,cupy`
+limits the list (ci/gpu uses it).
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import pytest
+
+import xbp
+from xbp.errors import BackendError
+
+_ALL = ["numpy", "array_api_strict", "torch", "cupy"]
+
+
+def _params() -> list:
+    wanted = [n for n in os.environ.get("XBP_TEST_BACKENDS", "").split(",") if n] or _ALL
+    params = []
+    for name in wanted:
+        marks = [pytest.mark.gpu] if name == "cupy" else []
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+@pytest.fixture(params=_params())
+def xp(request: pytest.FixtureRequest) -> ModuleType:
+    """The Array API namespace of one backend, selected for new arrays while the test runs."""
+    name = request.param
+    try:
+        namespace = xbp.get_namespace(name)
+    except BackendError as exc:
+        if name in ("numpy", "array_api_strict"):
+            raise  # these two must always run
+        pytest.skip(f"{name} cannot load here: {str(exc).split(': ', 1)[-1].split('. Fix')[0]}")
+    with xbp.using_backend(name):
+        yield namespace

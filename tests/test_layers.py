@@ -1,0 +1,177 @@
+"""Every layer, on every backend: forward against numpy float64, backward against central differences."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import xbp
+from tests.harness import check_backward, host, relative_error
+from xbp.layers import AddLayer, Affine, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
+
+
+def ref_softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_mul_and_add_on_python_numbers_give_the_books_apple_numbers():
+    mul_apple, mul_tax = MulLayer(), MulLayer()
+    price = mul_tax.forward(mul_apple.forward(100, 2), 1.1)
+    dapple_price, dtax = mul_tax.backward(1)
+    dapple, dapple_num = mul_apple.backward(dapple_price)
+    assert (int(price), dapple, int(dapple_num), dtax) == (220, 2.2, 110, 200)
+    add = AddLayer()
+    assert add.forward(3, 4) == 7
+    assert add.backward(2.5) == (2.5, 2.5)
+
+
+@pytest.mark.parametrize("layer_class", [MulLayer, AddLayer])
+def test_mul_and_add_on_arrays(xp, layer_class):
+    a, b, dout = (xbp.asarray(host(s, 3, 4)) for s in (1, 2, 3))
+    layer = layer_class()
+    expected = host(1, 3, 4) * host(2, 3, 4) if layer_class is MulLayer else host(1, 3, 4) + host(2, 3, 4)
+    out = layer.forward(a, b)
+    assert relative_error(out, expected) < 1e-12
+    check_backward(layer.forward, layer.backward, [a, b], dout)
+
+
+def test_relu(xp):
+    x_host = host(4, 5, 6)
+    x_host[np.abs(x_host) < 0.01] = 0.5  # keep away from the kink, where the derivative jumps
+    x, dout = xbp.asarray(x_host), xbp.asarray(host(5, 5, 6))
+    layer = Relu()
+    assert relative_error(layer.forward(x), np.maximum(x_host, 0)) == 0
+    check_backward(layer.forward, layer.backward, [x], dout)
+
+
+def test_sigmoid(xp):
+    x_host = host(6, 4, 3, low=-6, high=6)
+    x, dout = xbp.asarray(x_host), xbp.asarray(host(7, 4, 3))
+    layer = Sigmoid()
+    assert relative_error(layer.forward(x), 1 / (1 + np.exp(-x_host))) < 1e-14
+    check_backward(layer.forward, layer.backward, [x], dout)
+
+
+def test_affine_with_nd_input(xp):
+    x_host, W_host, b_host = host(8, 4, 2, 3), host(9, 6, 5), host(10, 5)
+    x, W, b = (xbp.asarray(a) for a in (x_host, W_host, b_host))
+    dout = xbp.asarray(host(11, 4, 5))
+    layer = Affine(W, b)
+    out = layer.forward(x)
+    assert relative_error(out, x_host.reshape(4, 6) @ W_host + b_host) < 1e-13
+    dx = layer.backward(dout)
+    assert tuple(dx.shape) == (4, 2, 3)
+
+    def forward(x_, W_, b_):
+        layer.W, layer.b = W_, b_
+        return layer.forward(x_)
+
+    def backward(d):
+        return layer.backward(d), layer.dW, layer.db
+
+    check_backward(forward, backward, [x, W, b], dout)
+
+
+def test_affine_can_skip_the_input_gradient(xp):
+    W, b = xbp.asarray(host(1, 3, 2)), xbp.asarray(host(2, 2))
+    x, dout = xbp.asarray(host(3, 4, 3)), xbp.asarray(host(4, 4, 2))
+    full, lean = Affine(W, b), Affine(W, b)
+    full.forward(x), lean.forward(x)
+    full.backward(dout)
+    assert lean.backward(dout, need_dx=False) is None
+    assert relative_error(lean.dW, full.dW) == 0 and relative_error(lean.db, full.db) == 0
+
+
+@pytest.mark.parametrize("one_hot_labels", [False, True], ids=["labels", "one-hot"])
+def test_softmax_with_loss(xp, one_hot_labels):
+    x_host = host(12, 5, 4, low=-3, high=3)
+    labels = np.array([0, 3, 1, 2, 3])
+    t_host = np.eye(4)[labels] if one_hot_labels else labels
+    x, t = xbp.asarray(x_host), xbp.asarray(t_host)
+    layer = SoftmaxWithLoss()
+    loss = layer.forward(x, t)
+    expected = -np.mean(np.log(ref_softmax(x_host)[np.arange(5), labels]))
+    assert abs(float(loss) - expected) < 1e-13
+    assert relative_error(layer.y, ref_softmax(x_host)) < 1e-13
+    dout = xbp.asarray(2.5, dtype=xp.float64)
+    check_backward(lambda x_: layer.forward(x_, t), layer.backward, [x], dout)
+    layer.forward(x, t)
+    assert relative_error(layer.backward(dout), 2.5 * (ref_softmax(x_host) - np.eye(4)[labels]) / 5) < 1e-13
+
+
+def test_softmax_with_loss_is_stable_for_huge_logits(xp):
+    layer = SoftmaxWithLoss()
+    x = xbp.asarray([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]], dtype="float32")
+    loss = layer.forward(x, xbp.asarray([1, 1]))
+    assert float(loss) == pytest.approx(1e4, rel=1e-6)  # (2e4 + 0) / 2
+    equal = layer.forward(xbp.asarray(np.full((3, 7), 5.0)), xbp.asarray([0, 3, 6]))
+    assert float(equal) == pytest.approx(math.log(7), rel=1e-12)
+
+
+def test_sigmoid_is_finite_and_silent_for_huge_inputs(xp):
+    out = Sigmoid().forward(xbp.asarray([-1e4, 0.0, 1e4], dtype="float32"))
+    assert xbp.to_cpu(out).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_nan_in_gives_nan_out(xp):
+    nan_row = xbp.asarray([[float("nan"), 1.0, 2.0]])
+    for layer in (Relu(), Sigmoid()):
+        assert math.isnan(xbp.to_cpu(layer.forward(nan_row))[0, 0])
+    loss = SoftmaxWithLoss().forward(nan_row, xbp.asarray([1]))
+    assert math.isnan(float(loss))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_layers_preserve_dtype(xp, dtype):
+    x = xbp.asarray(host(1, 4, 3), dtype=dtype)
+    W, b = xbp.asarray(host(2, 3, 2), dtype=dtype), xbp.asarray(host(3, 2), dtype=dtype)
+    for layer in (Relu(), Sigmoid()):
+        assert layer.forward(x).dtype == x.dtype and layer.backward(x).dtype == x.dtype
+    affine = Affine(W, b)
+    y = affine.forward(x)
+    assert y.dtype == x.dtype and affine.backward(y).dtype == x.dtype
+    assert affine.dW.dtype == x.dtype and affine.db.dtype == x.dtype
+    loss_layer = SoftmaxWithLoss()
+    assert loss_layer.forward(y, xbp.asarray([0, 1, 1, 0])).dtype == x.dtype
+    assert loss_layer.backward().dtype == x.dtype
+
+
+def test_layers_keep_arrays_on_their_device():
+    with xbp.using_backend("array_api_strict", device="device1"):
+        dev = xbp.get_device()
+        x, W, b = xbp.asarray(host(1, 4, 3)), xbp.asarray(host(2, 3, 2)), xbp.asarray(host(3, 2))
+        t = xbp.asarray([0, 1, 1, 0])
+    affine, relu, loss_layer = Affine(W, b), Relu(), SoftmaxWithLoss()
+    loss_layer.forward(relu.forward(affine.forward(x)), t)
+    dx = affine.backward(relu.backward(loss_layer.backward()))
+    assert all(xbp.device(a) == dev for a in (dx, affine.dW, affine.db, loss_layer.y))
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ([0, 1, 10], r"label 10 is out of range: class labels must be in \[0, 10\)"),
+        ([0, -1, 2], r"label -1 is out of range"),
+        ([0.0, 1.0, 2.0], r"1-D labels must be integer class indices, got dtype .*float"),
+        ([0, 1], r"batch size mismatch: logits have 3 rows but labels have 2"),
+    ],
+)
+def test_softmax_with_loss_rejects_bad_labels(xp, labels, message):
+    x = xbp.asarray(host(1, 3, 10))
+    with pytest.raises(ValueError, match=message):
+        SoftmaxWithLoss().forward(x, xbp.asarray(labels))
+
+
+def test_softmax_with_loss_rejects_one_hot_of_the_wrong_shape(xp):
+    x = xbp.asarray(host(1, 3, 10))
+    with pytest.raises(ValueError, match=r"one-hot labels have shape \(3, 9\) .* give 10 columns"):
+        SoftmaxWithLoss().forward(x, xbp.asarray(np.eye(9)[:3]))
+
+
+def test_affine_rejects_a_shape_mismatch(xp):
+    layer = Affine(xbp.asarray(host(1, 5, 2)), xbp.asarray(host(2, 2)))
+    with pytest.raises(ValueError, match=r"Affine got input of shape \(4, 3\) \(3 features .* \(expects 5\)"):
+        layer.forward(xbp.asarray(host(3, 4, 3)))

@@ -1,0 +1,42 @@
+"""xbp: backpropagation as chapter 5 of *Deep Learning from Scratch* teaches it, on any array library.
+
+Layers with `forward`/`backward`, written once against the Python Array API standard, run on numpy
+(CPU), CuPy (NVIDIA GPU), torch or array-api-strict. `XBP_BACKEND` (or `set_backend`) picks where
+new arrays are made; computation follows the arrays.
+"""
+
+from xbp.backend import (
+    array_namespace,
+    asarray,
+    device,
+    get_backend,
+    get_device,
+    get_namespace,
+    set_backend,
+    to_cpu,
+    to_device,
+    to_gpu,
+    using_backend,
+)
+from xbp.errors import BackendError, DatasetError, DeviceMismatchError, XbpError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "DatasetError",
+    "DeviceMismatchError",
+    "XbpError",
+    "__version__",
+    "array_namespace",
+    "asarray",
+    "device",
+    "get_backend",
+    "get_device",
+    "get_namespace",
+    "set_backend",
+    "to_cpu",
+    "to_device",
+    "to_gpu",
+    "using_backend",
+]

@@ -1,0 +1,63 @@
+"""Pure functions the layers are built from, written once against the Array API standard.
+
+Each takes arrays of any backend and returns arrays of the same namespace, device and dtype.
+They are numerically stable: `sigmoid` uses tanh, so it never overflows, and `softmax` /
+`log_softmax` subtract the row maximum (the log-sum-exp trick), so logits of +-1e4 give finite,
+correct values. NaN in gives NaN out.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from xbp.backend import array_namespace, device
+
+__all__ = ["cross_entropy_error", "log_softmax", "one_hot", "sigmoid", "softmax"]
+
+
+def sigmoid(x: Any) -> Any:
+    """1 / (1 + exp(-x)), computed as (tanh(x / 2) + 1) / 2, which cannot overflow."""
+    xp = array_namespace(x)
+    return (xp.tanh(x * 0.5) + 1) * 0.5
+
+
+def log_softmax(x: Any) -> Any:
+    """x - log(sum(exp(x))) along the last axis, with the row maximum subtracted first."""
+    return _log_softmax(array_namespace(x), x)
+
+
+def _log_softmax(xp: ModuleType, x: Any) -> Any:
+    shifted = x - xp.max(x, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+
+
+def softmax(x: Any) -> Any:
+    """exp(x) / sum(exp(x)) along the last axis, with the row maximum subtracted first."""
+    xp = array_namespace(x)
+    e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+def one_hot(t: Any, num_classes: int, dtype: Any = None) -> Any:
+    """(N,) integer labels -> (N, num_classes) array with 1 at each label (float32 by default)."""
+    xp = array_namespace(t)
+    return _one_hot(xp, t, num_classes, xp.float32 if dtype is None else dtype)
+
+
+def _one_hot(xp: ModuleType, t: Any, num_classes: int, dtype: Any) -> Any:
+    classes = xp.arange(num_classes, dtype=t.dtype, device=device(t))
+    return xp.astype(xp.reshape(t, (-1, 1)) == classes, dtype)
+
+
+def cross_entropy_error(y: Any, t: Any) -> Any:
+    """-sum(t * log(y + 1e-7)) / N: the book's loss for probabilities `y` and labels `t`.
+
+    `t` holds integer labels (N,) or one-hot rows (N, C). A 1-D `y` is one sample.
+    """
+    xp = array_namespace(y, t)
+    if y.ndim == 1:
+        y = xp.reshape(y, (1, -1))
+        t = xp.reshape(t, (1, -1) if t.ndim == 1 and t.shape[0] == y.shape[1] else (1,))
+    target = t if t.ndim == 2 else _one_hot(xp, t, y.shape[1], y.dtype)
+    return -xp.sum(target * xp.log(y + 1e-7)) / y.shape[0]

@@ -1,0 +1,186 @@
+"""Layers: each node of a computational graph, with its forward pass and its local derivative.
+
+Every layer follows the book's protocol: `forward(...)` computes the output and keeps only what
+`backward` needs; `backward(dout)` takes dL/d(output) and returns dL/d(input), never mutating
+`dout`. Layers with parameters keep them (`W`, `b`) and their gradients (`dW`, `db`) as arrays of
+one namespace and device. No layer imports an array library: each asks its inputs with
+`array_namespace`, so the same code runs on numpy, CuPy, torch or array-api-strict.
+
+    layer             forward                     backward (dout = dL/dout)
+    MulLayer          out = x * y                 dx = dout * y,     dy = dout * x
+    AddLayer          out = x + y                 dx = dout,         dy = dout
+    Relu              out = max(0, x)             dx = dout where x > 0, else 0
+    Sigmoid           out = 1 / (1 + exp(-x))     dx = dout * out * (1 - out)
+    Affine            out = x @ W + b             dx = dout @ W.T,   dW = x.T @ dout,  db = sum(dout)
+    SoftmaxWithLoss   y = softmax(x), L = CE(y,t) dx = dout * (y - t) / N
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xbp.backend import array_namespace
+from xbp.functions import _log_softmax, _one_hot, sigmoid
+
+__all__ = ["AddLayer", "Affine", "MulLayer", "Relu", "Sigmoid", "SoftmaxWithLoss"]
+
+
+class MulLayer:
+    """out = x * y.   dx = dout * y,  dy = dout * x"""
+
+    def __init__(self) -> None:
+        self.x: Any = None
+        self.y: Any = None
+
+    def forward(self, x: Any, y: Any) -> Any:
+        self.x = x
+        self.y = y
+        return x * y
+
+    def backward(self, dout: Any = 1) -> tuple[Any, Any]:
+        dx = dout * self.y  # the two inputs swap places
+        dy = dout * self.x
+        return dx, dy
+
+
+class AddLayer:
+    """out = x + y.   dx = dout,  dy = dout"""
+
+    def __init__(self) -> None:
+        pass
+
+    def forward(self, x: Any, y: Any) -> Any:
+        return x + y
+
+    def backward(self, dout: Any = 1) -> tuple[Any, Any]:
+        dx = dout * 1  # passed on unchanged
+        dy = dout * 1
+        return dx, dy
+
+
+class Relu:
+    """out = max(0, x).   dx = dout where x > 0, else 0"""
+
+    def __init__(self) -> None:
+        self.mask: Any = None
+
+    def forward(self, x: Any) -> Any:
+        xp = array_namespace(x)
+        self.mask = x <= 0  # NaN <= 0 is False: NaN passes through
+        return xp.where(self.mask, 0.0, x)
+
+    def backward(self, dout: Any = 1) -> Any:
+        xp = array_namespace(dout, self.mask)
+        return xp.where(self.mask, 0.0, dout)
+
+
+class Sigmoid:
+    """out = 1 / (1 + exp(-x)).   dx = dout * out * (1 - out)"""
+
+    def __init__(self) -> None:
+        self.out: Any = None
+
+    def forward(self, x: Any) -> Any:
+        self.out = sigmoid(x)
+        return self.out
+
+    def backward(self, dout: Any = 1) -> Any:
+        return dout * (1.0 - self.out) * self.out
+
+
+class Affine:
+    """out = x @ W + b.   dx = dout @ W.T,  dW = x.T @ dout,  db = sum(dout, axis=0)
+
+    `x` may be N-D: it is seen as (N, -1), and `dx` comes back in x's shape.
+    """
+
+    def __init__(self, W: Any, b: Any) -> None:
+        self.W = W
+        self.b = b
+        self.x: Any = None
+        self.original_x_shape: tuple[int, ...] = ()
+        self.dW: Any = None
+        self.db: Any = None
+
+    def forward(self, x: Any) -> Any:
+        xp = array_namespace(x, self.W, self.b)
+        self.original_x_shape = tuple(x.shape)
+        if x.ndim != 2:
+            x = xp.reshape(x, (x.shape[0], -1))
+        if x.shape[1] != self.W.shape[0]:
+            raise ValueError(
+                f"Affine got input of shape {self.original_x_shape} ({x.shape[1]} features per "
+                f"sample) but W has shape {tuple(self.W.shape)} (expects {self.W.shape[0]}): "
+                "reshape the input or build the layer with a matching W.")
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout: Any = 1, *, need_dx: bool = True) -> Any:
+        """dL/dx; with `need_dx=False` only dW and db are computed and None is returned.
+
+        Training skips dx of the first layer, which feeds nothing (as PyTorch does).
+        """
+        xp = array_namespace(dout, self.x)
+        self.dW = self.x.T @ dout
+        self.db = xp.sum(dout, axis=0)
+        if not need_dx:
+            return None
+        dx = dout @ self.W.T
+        if dx.shape != self.original_x_shape:
+            dx = xp.reshape(dx, self.original_x_shape)
+        return dx
+
+
+class SoftmaxWithLoss:
+    """y = softmax(x), loss = -sum(t * log y) / N.   dx = dout * (y - t) / N
+
+    `t` holds integer class labels (N,) or one-hot rows (N, C). The loss comes from log-softmax
+    (the log-sum-exp trick), so it is finite for any finite logits. Labels are checked: out of
+    range, float 1-D labels, a wrong one-hot shape or a batch size that differs from the logits raise
+    ValueError. The range check reads two numbers back from the device; code that has checked its
+    labels once (as `xbp.training.fit` does) may turn it off with `check_labels = False`.
+    """
+
+    def __init__(self, check_labels: bool = True) -> None:
+        self.check_labels = check_labels
+        self.loss: Any = None
+        self.y: Any = None  # softmax output
+        self.t: Any = None  # one-hot labels, in x's dtype
+
+    def forward(self, x: Any, t: Any) -> Any:
+        xp = array_namespace(x, t)
+        target = self._one_hot_target(xp, x, t)
+        log_y = _log_softmax(xp, x)
+        self.y = xp.exp(log_y)
+        self.t = target
+        self.loss = -xp.sum(target * log_y) / x.shape[0]
+        return self.loss
+
+    def backward(self, dout: Any = 1) -> Any:
+        return (self.y - self.t) * (dout / self.t.shape[0])
+
+    def _one_hot_target(self, xp: Any, x: Any, t: Any) -> Any:
+        if x.ndim != 2:
+            raise ValueError(f"SoftmaxWithLoss expects logits of shape (N, C), got {tuple(x.shape)}.")
+        n, classes = x.shape
+        if t.ndim not in (1, 2):
+            raise ValueError(f"labels must be (N,) class indices or (N, C) one-hot rows, "
+                             f"got shape {tuple(t.shape)}.")
+        if t.shape[0] != n:
+            raise ValueError(f"batch size mismatch: logits have {n} rows but labels have "
+                             f"{t.shape[0]}; pass one label per sample.")
+        if t.ndim == 2:
+            if t.shape[1] != classes:
+                raise ValueError(f"one-hot labels have shape {tuple(t.shape)} but the logits have "
+                                 f"shape {tuple(x.shape)}: give {classes} columns, one per class.")
+            return xp.astype(t, x.dtype) if t.dtype != x.dtype else t
+        if not xp.isdtype(t.dtype, "integral"):
+            raise ValueError(f"1-D labels must be integer class indices, got dtype {t.dtype}; "
+                             "convert them with xp.astype(t, xp.int64), or pass one-hot rows (N, C).")
+        if self.check_labels and n:
+            low, high = int(xp.min(t)), int(xp.max(t))
+            if low < 0 or high >= classes:
+                bad = low if low < 0 else high
+                raise ValueError(f"label {bad} is out of range: class labels must be in "
+                                 f"[0, {classes}) for {classes} logits per sample.")
+        return _one_hot(xp, t, classes, x.dtype)
