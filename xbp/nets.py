@@ -87,7 +87,7 @@ class Net:
 
     def to_cpu(self) -> Net:
         """Move the net to numpy on the host; returns the net."""
-        return self.to_device("cpu")
+        return self.to_device("numpy")
 
     def to_gpu(self, device: Any = None) -> Net:
         """Move the net to CuPy on GPU `device` (default: the current one); returns the net."""

@@ -1,0 +1,160 @@
+"""The backend selector, device transfer, and the errors that say what to fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import xbp
+from xbp import backend
+from xbp.layers import Affine, MulLayer, SoftmaxWithLoss
+
+
+def test_default_backend_is_numpy_when_the_variable_is_unset_or_empty():
+    for value in (None, ""):
+        env = {"PATH": ""} if value is None else {"XBP_BACKEND": value}
+        out = subprocess.run([sys.executable, "-c", "import xbp; print(xbp.get_backend())"],
+                             env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "numpy"
+
+
+def test_xbp_backend_is_read_at_import():
+    code = "import xbp; x = xbp.asarray([1.0]); print(xbp.get_backend(), type(x).__module__)"
+    out = subprocess.run([sys.executable, "-c", code], env={"XBP_BACKEND": "array_api_strict"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["array_api_strict", "array_api_strict._array_object"]
+
+
+def test_set_backend_and_using_backend_restore_the_previous_one():
+    assert xbp.get_backend() == "numpy"
+    with xbp.using_backend("array_api_strict") as xp:
+        assert xbp.get_backend() == "array_api_strict"
+        assert xbp.array_namespace(xbp.asarray([1.0])) is xp
+    assert xbp.get_backend() == "numpy"
+    with pytest.raises(RuntimeError, match="boom"), xbp.using_backend("array_api_strict"):
+        raise RuntimeError("boom")
+    assert xbp.get_backend() == "numpy"
+    xbp.set_backend("array_api_strict")
+    try:
+        assert xbp.get_backend() == "array_api_strict"
+    finally:
+        xbp.set_backend("numpy")
+
+
+def test_unknown_backend_lists_the_valid_names():
+    with pytest.raises(xbp.BackendError, match=r"unknown backend 'nunpy': choose one of numpy, cupy, "
+                       r"array_api_strict, torch"):
+        xbp.set_backend("nunpy")
+    assert xbp.get_backend() == "numpy"
+
+
+def test_unknown_backend_in_the_environment_fails_at_import_with_the_fix():
+    out = subprocess.run([sys.executable, "-c", "import xbp"], env={"XBP_BACKEND": "tensorflow"},
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "unknown backend 'tensorflow': choose one of numpy" in out.stderr
+
+
+def test_missing_cupy_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` fail, even where it exists
+    monkeypatch.delitem(backend._namespaces, "cupy", raising=False)
+    with pytest.raises(xbp.BackendError, match=r"cupy is not installed .*pip install \"xbp\[cuda12\]\""):
+        xbp.set_backend("cupy")
+    assert xbp.get_backend() == "numpy"  # never a silent fallback, and nothing changed
+
+
+def test_a_backend_that_cannot_make_arrays_is_reported_with_the_reason(monkeypatch):
+    class NoDevice:
+        @staticmethod
+        def asarray(_):
+            raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    monkeypatch.setitem(sys.modules, "cupy", NoDevice)
+    monkeypatch.delitem(backend._namespaces, "cupy", raising=False)
+    with pytest.raises(xbp.BackendError, match=r"installed but cannot make an array: RuntimeError: "
+                       r"cudaErrorNoDevice.*nvidia-smi"):
+        xbp.get_namespace("cupy")
+
+
+def test_unknown_device_lists_the_devices():
+    with pytest.raises(xbp.BackendError, match=r"no device 'device9': choose one of CPU_DEVICE, device1"):
+        xbp.set_backend("array_api_strict", device="device9")
+    assert xbp.get_backend() == "numpy"
+
+
+def test_to_cpu_gives_numpy_from_every_backend(xp):
+    x = xbp.asarray([[1.5, 2.5]], dtype="float32")
+    host = xbp.to_cpu(x)
+    assert isinstance(host, np.ndarray) and host.dtype == np.float32
+    assert host.tolist() == [[1.5, 2.5]]
+
+
+def test_to_device_moves_between_libraries_and_back(xp):
+    x = xbp.asarray(np.arange(6.0).reshape(2, 3))
+    to_strict = xbp.to_device(x, "array_api_strict:device1")
+    assert str(xbp.device(to_strict)) == "array_api_strict.Device('device1')"
+    back = xbp.to_device(to_strict, xbp.device(x))
+    assert xbp.array_namespace(back) is xp
+    np.testing.assert_array_equal(xbp.to_cpu(back), np.arange(6.0).reshape(2, 3))
+    assert isinstance(xbp.to_device(x, "numpy"), np.ndarray)
+
+
+def test_to_device_within_one_library():
+    x = xbp.to_device(np.ones(3), "array_api_strict")
+    y = xbp.to_device(x, "device1")
+    assert xbp.device(y) != xbp.device(x)
+    assert xbp.to_cpu(y).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_to_gpu_without_cupy_raises_backend_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    monkeypatch.delitem(backend._namespaces, "cupy", raising=False)
+    with pytest.raises(xbp.BackendError, match="cupy is not installed"):
+        xbp.to_gpu(np.ones(2))
+
+
+def test_asarray_uses_the_selected_device():
+    with xbp.using_backend("array_api_strict", device="device1"):
+        x = xbp.asarray([1.0, 2.0], dtype="float32")
+    assert str(xbp.device(x)) == "array_api_strict.Device('device1')"
+    assert x.dtype == xbp.get_namespace("array_api_strict").float32
+
+
+def test_mixed_libraries_in_one_layer_raise_device_mismatch(xp):
+    W, b = xbp.asarray(np.ones((3, 2))), xbp.asarray(np.zeros(2))
+    other = "array_api_strict" if xbp.get_backend() == "numpy" else "numpy"
+    x = xbp.to_device(np.ones((4, 3)), other)
+    with pytest.raises(xbp.DeviceMismatchError,
+                       match=rf"{other} array on \w+ and {xbp.get_backend()} array on .*net\.to_device"):
+        Affine(W, b).forward(x)
+
+
+def test_mixed_devices_in_one_layer_raise_device_mismatch():
+    with xbp.using_backend("array_api_strict", device="device1"):
+        x = xbp.asarray(np.ones((2, 3)))
+    with xbp.using_backend("array_api_strict"):
+        t = xbp.asarray([0, 1])
+    with pytest.raises(xbp.DeviceMismatchError, match=r"array_api_strict array on device1 and "
+                       r"array_api_strict array on CPU_DEVICE"):
+        SoftmaxWithLoss().forward(x, t)
+
+
+def test_mul_layer_with_mixed_libraries_raises_device_mismatch():
+    strict = xbp.to_device(np.ones(2), "array_api_strict")
+    with pytest.raises(xbp.DeviceMismatchError):
+        xbp.array_namespace(np.ones(2), strict)
+    assert MulLayer().forward(2, 3) == 6  # Python numbers need no namespace
+
+
+def test_info_lists_backends_and_why_others_cannot_load():
+    out = subprocess.run([sys.executable, "-m", "xbp", "info"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith(f"xbp {xbp.__version__}")
+    assert "selected backend: numpy" in out
+    assert "numpy" in out and "devices: cpu" in out
+    assert "array_api_strict" in out and "device1" in out
+    cupy_line = next(line for line in out.splitlines() if line.strip().startswith("cupy"))
+    assert "devices:" in cupy_line or "cannot load" in cupy_line
