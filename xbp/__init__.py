@@ -18,12 +18,14 @@ from xbp.backend import (
     to_gpu,
     using_backend,
 )
-from xbp.errors import BackendError, DatasetError, DeviceMismatchError, XbpError
+from xbp.checkpoint import load_params, save_params
+from xbp.errors import BackendError, CheckpointError, DatasetError, DeviceMismatchError, XbpError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
+    "CheckpointError",
     "DatasetError",
     "DeviceMismatchError",
     "XbpError",
@@ -34,6 +36,8 @@ __all__ = [
     "get_backend",
     "get_device",
     "get_namespace",
+    "load_params",
+    "save_params",
     "set_backend",
     "to_cpu",
     "to_device",

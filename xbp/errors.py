@@ -17,3 +17,7 @@ class DeviceMismatchError(XbpError, ValueError):
 
 class DatasetError(XbpError, ValueError):
     """A data set file is missing, corrupted, or cannot be downloaded."""
+
+
+class CheckpointError(XbpError, ValueError):
+    """A parameter file is truncated, foreign, or does not fit the net it is loaded into."""

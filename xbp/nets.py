@@ -15,6 +15,7 @@ import numpy as np
 
 from xbp import backend
 from xbp.backend import array_namespace
+from xbp.errors import CheckpointError
 from xbp.gradcheck import numerical_gradient
 from xbp.layers import Affine, Relu, SoftmaxWithLoss
 
@@ -101,6 +102,22 @@ class Net:
             clone.params[key] = xp.astype(value, getattr(xp, dtype))
         clone._bind()
         return clone
+
+    def set_params(self, params: dict[str, Any]) -> Net:
+        """Take `params` (as `xbp.load_params` returns them) onto the net's device and dtype."""
+        if set(params) != set(self.params):
+            raise CheckpointError(f"the parameters have names {sorted(params)} but this net has "
+                                  f"{sorted(self.params)}: load a file saved from the same kind of net.")
+        for key, value in params.items():
+            if tuple(value.shape) != tuple(self.params[key].shape):
+                raise CheckpointError(f"parameter {key!r} has shape {tuple(value.shape)} but this net "
+                                      f"needs {tuple(self.params[key].shape)}: build the net with the "
+                                      "sizes it was saved with.")
+            own = self.params[key]
+            xp = array_namespace(own)
+            self.params[key] = xp.astype(backend.to_device(value, backend.device(own)), own.dtype)
+        self._bind()
+        return self
 
     def _bind(self) -> None:
         """Point each layer at the arrays in `params`."""

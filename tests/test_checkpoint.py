@@ -1,0 +1,74 @@
+"""save_params / load_params: host .npz files, across backends, refusing what is not ours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xbp
+from xbp.nets import TwoLayerNet
+
+
+def test_round_trip_across_backends(xp, tmp_path):
+    net = TwoLayerNet(5, 4, 3, weight_init_std=0.5, seed=3)
+    x = xbp.asarray(np.random.default_rng(0).uniform(size=(6, 5)), dtype="float32")
+    path = tmp_path / "net.npz"
+    xbp.save_params(path, net.params)
+    assert [p.name for p in tmp_path.iterdir()] == ["net.npz"]  # no temporary file left
+    with xbp.using_backend("array_api_strict", device="device1"):
+        loaded = xbp.load_params(path)
+        other = TwoLayerNet(5, 4, 3, seed=99).set_params(loaded)
+    assert str(other.device) == "array_api_strict.Device('device1')"
+    assert other.params["W1"].dtype == xbp.get_namespace("array_api_strict").float32
+    expected = xbp.to_cpu(net.predict(x))
+    got = xbp.to_cpu(other.predict(xbp.to_device(x, other.device)))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)  # float32 on two libraries
+    back = TwoLayerNet(5, 4, 3, seed=7).set_params(xbp.load_params(path))
+    np.testing.assert_array_equal(xbp.to_cpu(back.predict(x)), expected)
+
+
+def test_truncated_file_is_refused(tmp_path):
+    path = tmp_path / "net.npz"
+    xbp.save_params(path, TwoLayerNet(5, 4, 3, seed=3).params)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(xbp.CheckpointError, match=r"net\.npz: not a readable \.npz parameter file, or truncated"):
+        xbp.load_params(path)
+
+
+def test_object_arrays_are_refused(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, W1=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(xbp.CheckpointError, match="not a plain parameter file"):
+        xbp.load_params(path)
+
+
+def test_foreign_files_are_refused(tmp_path):
+    text = tmp_path / "notes.npz"
+    text.write_text("these are not parameters")
+    with pytest.raises(xbp.CheckpointError):
+        xbp.load_params(text)
+    single = tmp_path / "one.npy"
+    np.save(single, np.ones(3))
+    with pytest.raises(xbp.CheckpointError, match="a single .npy array, not an .npz"):
+        xbp.load_params(single)
+
+
+def test_parameters_of_another_net_are_refused(tmp_path):
+    path = tmp_path / "net.npz"
+    xbp.save_params(path, TwoLayerNet(5, 4, 3, seed=3).params)
+    with pytest.raises(xbp.CheckpointError, match=r"parameter 'W1' has shape \(5, 4\) but this net needs \(5, 8\)"):
+        TwoLayerNet(5, 8, 3).set_params(xbp.load_params(path))
+    with pytest.raises(xbp.CheckpointError, match=r"names \['W1'\] but this net has"):
+        TwoLayerNet(5, 4, 3).set_params({"W1": np.ones((5, 4))})
+
+
+def test_a_failed_save_leaves_no_file(tmp_path):
+    class Unsaveable:
+        shape = (1,)
+
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("device lost")
+
+    with pytest.raises(RuntimeError, match="device lost"):
+        xbp.save_params(tmp_path / "net.npz", {"W1": np.ones(2), "W2": Unsaveable()})
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,90 @@
+"""fit and evaluate: device-resident training, the same batches on every backend, checked labels."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import xbp
+from xbp.nets import TwoLayerNet
+from xbp.optimizers import SGD
+from xbp.training import evaluate, fit
+
+
+def blobs(n: int = 600, seed: int = 0):
+    """Three well separated clusters in 8 dimensions: a net learns them in one epoch."""
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, 3, size=n)
+    centers = np.random.default_rng(1234).normal(0, 3, size=(3, 8))  # the same for every draw
+    x = (centers[t] + rng.normal(0, 0.5, size=(n, 8))).astype(np.float32)
+    return x, t
+
+
+def test_fit_learns_and_reports_every_epoch(xp):
+    x, t = blobs()
+    net = TwoLayerNet(8, 16, 3, weight_init_std=0.1, seed=1)
+    lines = []
+    history = fit(net, SGD(lr=0.1), (x, t), epochs=2, batch_size=50, seed=0, eval=blobs(seed=9),
+                  progress=True, log=lines.append)
+    assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
+    assert history["test_acc"][-1] > 0.95 and history["train_acc"][-1] > 0.95
+    assert all(s > 0 for s in history["samples_per_s"])
+    assert lines[0].startswith("epoch 1/2  loss ") and "test acc" in lines[0] and "samples/s" in lines[0]
+    assert net.last_layer.check_labels  # restored after training
+
+
+def test_the_same_seed_gives_the_same_training_on_every_backend(xp):
+    x, t = blobs(n=200)
+    net = TwoLayerNet(8, 6, 3, weight_init_std=0.1, seed=2, dtype="float64")
+    history = fit(net, SGD(lr=0.1), (x.astype(np.float64), t), epochs=1, batch_size=20, seed=5,
+                  progress=False)
+    with xbp.using_backend("numpy"):
+        reference = TwoLayerNet(8, 6, 3, weight_init_std=0.1, seed=2, dtype="float64")
+        expected = fit(reference, SGD(lr=0.1), (x.astype(np.float64), t), epochs=1, batch_size=20,
+                       seed=5, progress=False)
+    assert history["loss"][0] == pytest.approx(expected["loss"][0], rel=1e-10)
+    np.testing.assert_allclose(xbp.to_cpu(net.params["W1"]), reference.params["W1"], rtol=1e-9)
+
+
+def test_fit_keeps_everything_on_array_api_strict_device1():
+    """array-api-strict's device1 refuses to mix with its default device: nothing crosses."""
+    x, t = blobs(n=200)
+    with xbp.using_backend("array_api_strict", device="device1"):
+        net = TwoLayerNet(8, 6, 3, weight_init_std=0.1, seed=2)
+    history = fit(net, SGD(lr=0.1), (x, t), epochs=2, batch_size=20, eval=blobs(n=100, seed=3),
+                  progress=False)
+    assert str(net.device) == "array_api_strict.Device('device1')"
+    assert history["test_acc"][0] > 0.5
+
+
+def test_fit_checks_labels_once_before_training(xp):
+    x, t = blobs(n=100)
+    net = TwoLayerNet(8, 6, 3, seed=2)
+    with pytest.raises(ValueError, match=r"train label 3 is out of range: class labels must be in \[0, 3\)"):
+        fit(net, SGD(), (x, np.where(t == 0, 3, t)), epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"eval labels must be integer class indices, got dtype float64"):
+        fit(net, SGD(), (x, t), epochs=1, eval=(x, t.astype(np.float64)), progress=False)
+    with pytest.raises(ValueError, match="train has 100 samples but 99 labels"):
+        fit(net, SGD(), (x, t[:99]), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="batch_size 500 is larger than the 100 training samples"):
+        fit(net, SGD(), (x, t), epochs=1, batch_size=500, progress=False)
+
+
+def test_evaluate_matches_accuracy(xp):
+    x, t = blobs(n=130)
+    net = TwoLayerNet(8, 6, 3, weight_init_std=1.0, seed=4)
+    xd, td = xbp.asarray(x), xbp.asarray(t)
+    assert evaluate(net, xd, td, batch_size=50) == pytest.approx(net.accuracy(xd, td))
+    assert evaluate(net, xd, xbp.asarray(np.eye(3)[t]), batch_size=7) == pytest.approx(net.accuracy(xd, td))
+
+
+def test_progress_bar_writes_one_line_when_not_a_terminal():
+    from xbp.progress import ProgressBar
+
+    out = io.StringIO()
+    with ProgressBar(10, desc="epoch 1/1", unit=" steps", file=out) as bar:
+        for _ in range(10):
+            bar.update()
+    assert out.getvalue().count("\n") == 1 and out.getvalue().startswith("epoch 1/1: 100% 10/10 steps")

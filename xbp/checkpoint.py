@@ -1,0 +1,63 @@
+"""Saving and loading parameters: `.npz` files, host arrays, no pickles, no half-written files.
+
+`save_params` copies every array to the host and writes an `.npz` to a temporary file beside the
+target, then renames it into place, so an interrupted save never leaves a file that looks whole.
+`load_params` reads with `allow_pickle=False` and makes the arrays on the selected backend: save
+on a GPU, load on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xbp import backend
+from xbp.errors import CheckpointError
+
+__all__ = ["load_params", "save_params"]
+
+
+def save_params(path: str | os.PathLike[str], params: dict[str, Any]) -> None:
+    """Write `params` (name -> array of any backend) to the `.npz` file `path`, atomically."""
+    target = Path(path)
+    host = {name: backend.to_cpu(value) for name, value in params.items()}
+    handle, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.",
+                                         suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **host)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_params(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read the `.npz` file `path` into arrays on the selected backend (dtypes kept)."""
+    try:
+        with open(path, "rb") as file:  # numpy leaves its own handle open when a zip is truncated
+            archive = np.load(file, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise CheckpointError(f"{path}: a single .npy array, not an .npz of named "
+                                      "parameters; write parameters with xbp.save_params.")
+            with archive:
+                host = {name: archive[name] for name in archive.files}
+    except (FileNotFoundError, CheckpointError):
+        raise
+    except ValueError as exc:  # object arrays need pickles, which are refused
+        raise CheckpointError(f"{path}: not a plain parameter file ({exc}); xbp loads numeric "
+                              "arrays only, written by xbp.save_params.") from exc
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{path}: not a readable .npz parameter file, or truncated "
+                              f"({type(exc).__name__}: {exc}). Save it again with "
+                              "xbp.save_params.") from exc
+    if not host:
+        raise CheckpointError(f"{path}: holds no arrays; expected parameters written by xbp.save_params.")
+    return {name: backend.asarray(value) for name, value in host.items()}
