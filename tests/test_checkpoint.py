@@ -31,7 +31,8 @@ def test_truncated_file_is_refused(tmp_path):
     path = tmp_path / "net.npz"
     xbp.save_params(path, TwoLayerNet(5, 4, 3, seed=3).params)
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(xbp.CheckpointError, match=r"net\.npz: not a readable \.npz parameter file, or truncated"):
+    with pytest.raises(xbp.CheckpointError,
+                       match=r"net\.npz: not a readable \.npz parameter file, or truncated"):
         xbp.load_params(path)
 
 
@@ -49,14 +50,15 @@ def test_foreign_files_are_refused(tmp_path):
         xbp.load_params(text)
     single = tmp_path / "one.npy"
     np.save(single, np.ones(3))
-    with pytest.raises(xbp.CheckpointError, match="a single .npy array, not an .npz"):
+    with pytest.raises(xbp.CheckpointError, match=r"a single \.npy array, not an \.npz"):
         xbp.load_params(single)
 
 
 def test_parameters_of_another_net_are_refused(tmp_path):
     path = tmp_path / "net.npz"
     xbp.save_params(path, TwoLayerNet(5, 4, 3, seed=3).params)
-    with pytest.raises(xbp.CheckpointError, match=r"parameter 'W1' has shape \(5, 4\) but this net needs \(5, 8\)"):
+    with pytest.raises(xbp.CheckpointError,
+                       match=r"parameter 'W1' has shape \(5, 4\) but this net needs \(5, 8\)"):
         TwoLayerNet(5, 8, 3).set_params(xbp.load_params(path))
     with pytest.raises(xbp.CheckpointError, match=r"names \['W1'\] but this net has"):
         TwoLayerNet(5, 4, 3).set_params({"W1": np.ones((5, 4))})

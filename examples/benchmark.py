@@ -1,0 +1,217 @@
+"""Seconds per training epoch: xbp against a hand-written numpy loop and PyTorch eager, in one run.
+
+For each (batch, hidden) size, the contenders train the book's network (784 -> hidden -> 10, ReLU,
+softmax cross-entropy, SGD lr 0.1, float32) from the same initial weights on the same batches,
+taking turns round after round, so that the machine's drift hits them all alike. Reported: the
+median seconds per epoch, samples per second, each ratio to the hand-written loop, and an A/A
+control (the hand-written loop timed twice as two contenders), whose ratio shows the noise.
+The matmul floor is the epoch's FLOPs over the large-sgemm rate measured here.
+
+    python examples/benchmark.py --dataset fashion-mnist --rounds 5
+    XBP_BACKEND=cupy python examples/benchmark.py        # xbp on the GPU, torch on CUDA
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import xbp
+from xbp.datasets import load_mnist
+from xbp.nets import TwoLayerNet
+from xbp.optimizers import SGD
+from xbp.training import fit
+
+SIZES = [(100, 50), (1000, 50), (100, 1000), (1000, 1000)]
+LR = 0.1
+
+
+def initial_weights(hidden: int, seed: int) -> dict[str, np.ndarray]:
+    return {k: xbp.to_cpu(v) for k, v in TwoLayerNet(784, hidden, 10, seed=seed).params.items()}
+
+
+def epoch_order(n: int, batch: int, seed: int) -> np.ndarray:
+    """The batches of one epoch, as fit(..., epochs=1, seed=seed) draws them."""
+    steps = n // batch
+    return np.random.default_rng(seed).permutation(n)[: steps * batch].reshape(steps, batch)
+
+
+def numpy_epoch(x: np.ndarray, t: np.ndarray, params: dict[str, np.ndarray],
+                order: np.ndarray) -> float:
+    """One epoch of careful numpy: float32 throughout, in-place where it is free, no dx for layer 1."""
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+    total = 0.0
+    for index in order:
+        xb, tb = x[index], t[index]
+        rows = np.arange(len(index))
+        h = xb @ W1
+        h += b1
+        np.maximum(h, 0, out=h)
+        s = h @ W2
+        s += b2
+        s -= s.max(axis=1, keepdims=True)
+        np.exp(s, out=s)
+        s /= s.sum(axis=1, keepdims=True)
+        total += -np.log(s[rows, tb]).sum()
+        s[rows, tb] -= 1  # ds = (y - onehot) / N
+        s /= len(index)
+        dW2 = h.T @ s
+        db2 = s.sum(axis=0)
+        dh = s @ W2.T
+        dh *= h > 0
+        dW1 = xb.T @ dh
+        db1 = dh.sum(axis=0)
+        W1 -= LR * dW1
+        b1 -= LR * db1
+        W2 -= LR * dW2
+        b2 -= LR * db2
+    return total / (len(order) * order.shape[1])
+
+
+def torch_epoch(torch, x, t, params, order) -> float:
+    """One epoch of PyTorch eager with autograd, on the tensors' device."""
+    W1, b1, W2, b2 = params
+    total = torch.zeros((), device=x.device)
+    for index in order:
+        xb, tb = x[index], t[index]
+        loss = torch.nn.functional.cross_entropy(torch.relu(xb @ W1 + b1) @ W2 + b2, tb)
+        dW1, db1, dW2, db2 = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, (dW1, db1, dW2, db2), strict=True):
+                p.sub_(LR * g)
+        total += loss.detach()
+    return float(total) / len(order)
+
+
+def sgemm_gflops(xp_name: str) -> float:
+    """The rate of a large float32 matmul on the selected backend, in GFLOP/s."""
+    xp = xbp.get_namespace(xp_name)
+    n = 2048
+    a = xbp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype="float32")
+    b = xbp.asarray(np.random.default_rng(1).standard_normal((n, n)), dtype="float32")
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        c = a @ b
+        float(xp.sum(c[:1, :1]))  # waits for the device
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_epoch(n: int, hidden: int) -> float:
+    """x@W1, dW1 (no dx for layer 1), and the three small matmuls of layer 2."""
+    return n * (2 * 2 * 784 * hidden + 3 * 2 * hidden * 10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="fashion-mnist", choices=["mnist", "fashion-mnist"])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--rounds", type=int, default=5, help="epochs timed per contender and size")
+    parser.add_argument("--sizes", default=",".join(f"{b}x{h}" for b, h in SIZES),
+                        help="batch x hidden sizes, e.g. 100x50,1000x1000")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    (x_np, t_np), _ = load_mnist(dataset=args.dataset, data_dir=args.data_dir)
+    n = len(x_np)
+    backend_name = xbp.get_backend()
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("torch is not installed: PyTorch is left out (pip install torch)")
+    gpu = backend_name == "cupy"
+    torch_device = "cuda" if gpu else "cpu"
+    if torch is not None and not gpu:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    print(f"xbp {xbp.__version__} on {backend_name}: {xbp.backend.device_name()}")
+    print(f"numpy {np.__version__}" + (f", torch {torch.__version__} on {torch_device}" if torch else ""))
+    print(f"python {platform.python_version()}, {args.dataset} train ({n} samples), "
+          f"{args.rounds} rounds, SGD lr {LR}, float32")
+    rate = sgemm_gflops(backend_name)
+    print(f"large sgemm on {backend_name}: {rate:.1f} GFLOP/s")
+    print()
+    print("| batch | hidden | contender | s/epoch (median) | samples/s | vs numpy loop | matmul floor s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+
+    x_dev, t_dev = xbp.asarray(x_np), xbp.asarray(t_np)
+    for size in args.sizes.split(","):
+        batch, hidden = (int(v) for v in size.split("x"))
+        orders = [epoch_order(n, batch, args.seed + r) for r in range(args.rounds)]
+        start_weights = initial_weights(hidden, args.seed)
+        times: dict[str, list[float]] = {}
+        contenders: dict[str, Callable[[int], float | None]] = {}
+
+        net = TwoLayerNet(784, hidden, 10, seed=args.seed)
+        optimizer = SGD(lr=LR)
+
+        def run_xbp(round_: int, net=net, optimizer=optimizer, batch=batch) -> float:
+            """fit's own clock: the epoch's steps, without the accuracy it measures after them."""
+            history = fit(net, optimizer, (x_dev, t_dev), epochs=1, batch_size=batch,
+                          seed=args.seed + round_, progress=False)
+            return history["seconds"][0]
+
+        numpy_params = {k: v.copy() for k, v in start_weights.items()}
+        control_params = {k: v.copy() for k, v in start_weights.items()}
+        contenders[f"xbp ({backend_name})"] = run_xbp
+        contenders["numpy loop"] = (
+            lambda r, p=numpy_params, o=orders: _untimed(numpy_epoch(x_np, t_np, p, o[r])))
+        contenders["numpy loop (A/A)"] = (
+            lambda r, p=control_params, o=orders: _untimed(numpy_epoch(x_np, t_np, p, o[r])))
+        if torch is not None:
+            tx = torch.from_numpy(x_np).to(torch_device)
+            tt = torch.from_numpy(t_np).to(torch_device)
+            tparams = [torch.from_numpy(start_weights[k].copy()).to(torch_device).requires_grad_()
+                       for k in ("W1", "b1", "W2", "b2")]
+            torders = [torch.from_numpy(o).to(torch_device) for o in orders]
+            contenders[f"torch eager ({torch_device})"] = (
+                lambda r, p=tparams, o=torders, d=(tx, tt): _untimed(torch_epoch(torch, *d, p, o[r])))
+
+        for round_ in range(args.rounds):
+            for name, run in contenders.items():
+                _sync(torch, gpu)
+                start = time.perf_counter()
+                own_clock = run(round_)
+                _sync(torch, gpu)
+                elapsed = time.perf_counter() - start
+                times.setdefault(name, []).append(elapsed if own_clock is None else own_clock)
+
+        reference = statistics.median(times["numpy loop"])
+        floor = flops_per_epoch(n, hidden) / (rate * 1e9)
+        for name, values in times.items():
+            median = statistics.median(values)
+            steps = n // batch
+            print(f"| {batch} | {hidden} | {name} | {median:.3f} | {steps * batch / median:,.0f} | "
+                  f"{median / reference:.2f}x | {floor:.3f} |")
+        if torch is not None:
+            ratio = statistics.median(times[f"xbp ({backend_name})"]) / statistics.median(
+                times[f"torch eager ({torch_device})"])
+            print(f"|  |  | xbp / torch eager | | | {ratio:.2f}x | |")
+
+
+def _untimed(_loss: float) -> None:
+    """The contender returns its loss; the caller's clock times it."""
+    return None
+
+
+def _sync(torch, gpu: bool) -> None:
+    if gpu:
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+        if torch is not None:
+            torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    main()
