@@ -67,12 +67,12 @@ class Net:
         return {key: getattr(self.layers[name], "d" + attr)
                 for key, (name, attr) in self.bindings.items()}
 
-    def numerical_gradient(self, x: Any, t: Any) -> dict[str, Any]:
-        """dL/d(each parameter) by central differences: slow, for checking `gradient`."""
+    def numerical_gradient(self, x: Any, t: Any, h: float = 1e-4) -> dict[str, Any]:
+        """dL/d(each parameter) by central differences with step `h`: slow, for checking `gradient`."""
         def loss_w(_: Any) -> float:
             return float(self.loss(x, t))
 
-        return {key: numerical_gradient(loss_w, self.params[key]) for key in self.params}
+        return {key: numerical_gradient(loss_w, self.params[key], h) for key in self.params}
 
     @property
     def device(self) -> Any:

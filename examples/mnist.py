@@ -1,0 +1,132 @@
+"""Train the book's two-layer network on MNIST (or Fashion-MNIST), on the CPU or a GPU.
+
+The defaults are the book's (chapter 5): 784 -> 50 -> 10, ReLU, softmax cross-entropy, SGD with
+lr 0.1, batches of 100, about 10,000 iterations. The backend comes from XBP_BACKEND (or
+--backend), so the same command trains on numpy or on CuPy:
+
+    python examples/mnist.py
+    XBP_BACKEND=cupy python examples/mnist.py
+    python examples/mnist.py --dataset fashion-mnist --epochs 3 --plot curves.png --save net.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import xbp
+from xbp.backend import device_name
+from xbp.datasets import load_mnist
+from xbp.nets import TwoLayerNet
+from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
+from xbp.training import fit
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "adam": Adam}
+BOOK_ITERATIONS = 10_000
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+    parser.add_argument("--backend", help="overrides XBP_BACKEND (numpy, cupy, torch, array_api_strict)")
+    parser.add_argument("--device", help="a device of the backend: 1 or cuda:1 for CuPy, device1 for "
+                        "array_api_strict (overrides XBP_DEVICE)")
+    parser.add_argument("--epochs", type=int, help=f"default: enough for the book's {BOOK_ITERATIONS:,} "
+                        "iterations")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--hidden", type=int, default=50)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--data-dir", help="a folder holding the four .gz files (else the cache, "
+                        "downloading what is missing)")
+    parser.add_argument("--save", type=Path, metavar="PATH", help="write the trained parameters (.npz)")
+    parser.add_argument("--plot", type=Path, metavar="PATH", help="write loss and accuracy curves (PNG)")
+    parser.add_argument("--limit", type=int, metavar="N", help="train on the first N images only (quick runs)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
+    return parser.parse_args(argv)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Fail before training, not after it, when the results could not be written."""
+    for path in (args.save, args.plot):
+        if path is not None and not path.resolve().parent.is_dir():
+            sys.exit(f"error: the folder of {path} does not exist; create it or choose another path.")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            sys.exit('error: --plot needs matplotlib: pip install "xbp[plot]" (or pip install matplotlib).')
+
+
+def plot(path: Path, history: dict[str, list[float]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = range(1, len(history["loss"]) + 1)
+    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_axes.plot(epochs, history["loss"], marker="o")
+    loss_axes.set(xlabel="epoch", ylabel="training loss", title="loss")
+    acc_axes.plot(epochs, history["train_acc"], marker="o", label="train")
+    acc_axes.plot(epochs, history["test_acc"], marker="s", linestyle="--", label="test")
+    acc_axes.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.0))
+    acc_axes.legend(loc="lower right")
+    figure.suptitle(title)
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=100)
+    temporary.replace(path)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    check_outputs(args)
+    try:
+        if args.backend or args.device:
+            xbp.set_backend(args.backend or xbp.get_backend(), device=args.device)
+        xbp.get_namespace()  # load the backend now: a missing CuPy is reported before any work
+    except xbp.BackendError as exc:
+        sys.exit(f"error: {exc}")
+
+    try:
+        (x_train, t_train), (x_test, t_test) = load_mnist(dataset=args.dataset, data_dir=args.data_dir)
+    except xbp.DatasetError as exc:
+        sys.exit(f"error: {exc}")
+    if args.limit is not None:
+        x_train, t_train = x_train[: args.limit], t_train[: args.limit]
+    x_train, x_test = x_train.astype(args.dtype), x_test.astype(args.dtype)
+    steps = len(x_train) // args.batch_size
+    epochs = args.epochs or math.ceil(BOOK_ITERATIONS / steps)
+
+    net = TwoLayerNet(784, args.hidden, 10, seed=args.seed, dtype=args.dtype)
+    optimizer = OPTIMIZERS[args.optimizer](lr=args.lr)
+    print(f"xbp {xbp.__version__}  backend {xbp.get_backend()}  device {device_name(xbp.get_device())}")
+    print(f"{args.dataset}: {len(x_train):,} training and {len(x_test):,} test images")
+    print(f"TwoLayerNet 784-{args.hidden}-10 {args.dtype}, {args.optimizer} lr {args.lr}, batch "
+          f"{args.batch_size}, {epochs} epochs ({epochs * steps:,} iterations), seed {args.seed}")
+
+    history = fit(net, optimizer, (x_train, t_train), epochs=epochs, batch_size=args.batch_size,
+                  seed=args.seed, eval=(x_test, t_test), progress=not args.no_progress)
+    seconds = sum(history["seconds"])
+    print(f"final: test accuracy {history['test_acc'][-1]:.4f}, train accuracy "
+          f"{history['train_acc'][-1]:.4f}, {seconds:.1f} s training "
+          f"({np.median(history['seconds']):.3f} s per epoch, median)")
+    if args.save is not None:
+        xbp.save_params(args.save, net.params)
+        print(f"saved the parameters to {args.save}")
+    if args.plot is not None:
+        plot(args.plot, history, f"TwoLayerNet on {args.dataset} ({xbp.get_backend()})")
+        print(f"wrote the curves to {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

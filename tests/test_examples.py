@@ -1,0 +1,67 @@
+"""The examples print the book's numbers, and the MNIST example trains on any backend."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+needs_fashion = pytest.mark.skipif(
+    not FASHION.is_dir(), reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+
+
+def run_example(name: str, *args: str, backend: str | None = None, device: str | None = None) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("XBP_BACKEND", None)
+    env.pop("XBP_DEVICE", None)
+    if backend:
+        env["XBP_BACKEND"] = backend
+    if device:
+        env["XBP_DEVICE"] = device
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / name), *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_buy_apple_prints_the_books_numbers():
+    assert run_example("buy_apple.py").splitlines() == [
+        "price: 220", "dApple: 2.2", "dApple_num: 110", "dTax: 200"]
+
+
+def test_buy_apple_orange_prints_the_books_numbers():
+    assert run_example("buy_apple_orange.py").splitlines() == [
+        "price: 715", "dApple: 2.2", "dApple_num: 110", "dOrange: 3.3000000000000003",
+        "dOrange_num: 165", "dTax: 650"]
+
+
+@needs_fashion
+def test_gradient_check_on_real_digits_is_of_the_books_order():
+    lines = run_example("gradient_check.py", "--dataset", "fashion-mnist").splitlines()
+    diffs = dict(line.split(":") for line in lines[1:])
+    assert list(diffs) == ["W1", "b1", "W2", "b2"]
+    assert all(float(value) < 1e-7 for value in diffs.values()), diffs
+
+
+@needs_fashion
+def test_mnist_example_on_array_api_strict_device1(tmp_path):
+    """array-api-strict's device1 refuses to mix with its default device: nothing crosses."""
+    out = run_example("mnist.py", "--dataset", "fashion-mnist", "--limit", "3000", "--epochs", "2",
+                      "--save", str(tmp_path / "net.npz"), backend="array_api_strict", device="device1")
+    assert "backend array_api_strict" in out and "(array_api_strict device1)" in out
+    epochs = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all("test acc" in line and "samples/s" in line for line in epochs)
+    assert (tmp_path / "net.npz").is_file()
+
+
+def test_mnist_example_reports_a_missing_backend_without_a_traceback():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": "numpy"}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "mnist.py"), "--backend", "nosuch"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: unknown backend 'nosuch': choose one of numpy")
