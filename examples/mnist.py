@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "downloading what is missing)")
     parser.add_argument("--save", type=Path, metavar="PATH", help="write the trained parameters (.npz)")
     parser.add_argument("--plot", type=Path, metavar="PATH", help="write loss and accuracy curves (PNG)")
-    parser.add_argument("--limit", type=int, metavar="N", help="train on the first N images only (quick runs)")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="train on the first N images only (quick runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
     return parser.parse_args(argv)
 
