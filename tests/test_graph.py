@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -358,3 +360,42 @@ def test_render_with_graphviz(tmp_path, suffix):
         text = target.read_text(encoding="utf-8")
         assert ">2.2<" in text and ">220<" in text and "#e8552b" in text
 
+
+# ---------------------------------------------------------------- examples
+
+EXAMPLES = {
+    "graph_apple.py": ["price = 220", "dprice/dapple = 2.2", "dprice/dapple_num = 110", "dprice/dtax = 200"],
+    "graph_apple_orange.py": ["price = 715", "dprice/dapple = 2.2", "dprice/dapple_num = 110",
+                              "dprice/dorange = 3.3", "dprice/dorange_num = 165", "dprice/dtax = 650"],
+    "chain_rule.py": ["f = 14", "df/da = 7", "df/db = 9", "df/dc = 2"],
+}
+
+
+@pytest.mark.parametrize("example", list(EXAMPLES))
+def test_example_prints_mermaid_then_the_gradients(tmp_path, example):
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    image = tmp_path / "graph.svg"
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / example), str(image)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "graph LR"
+    expected = EXAMPLES[example]
+    start = lines.index(expected[0])
+    assert lines[start:start + len(expected)] == expected
+    assert "linkStyle" in lines[start - 2]  # the Mermaid text comes first, then a blank line
+    if HAS_DOT:
+        assert lines[-1] == f"drew the graph into {image}" and image.exists()
+    else:
+        assert lines[-1].startswith("no image: Graphviz's `dot` program is not installed")
+        assert not image.exists()
+
+
+def test_examples_run_without_graphviz(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": str(tmp_path / "empty")}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "graph_apple.py")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("no image: Graphviz's `dot` program is not installed")
+    assert list(tmp_path.iterdir()) == []
