@@ -242,7 +242,7 @@ def test_mermaid_before_backward_has_only_forward_arrows():
 def test_dot_of_the_apple_graph():
     g, _, _ = apple_graph()
     dot = g.to_dot()
-    assert dot.startswith("digraph {\n    rankdir=LR;\n")
+    assert dot.startswith("digraph computation {\n    rankdir=LR;\n")
     assert '    "op1" [label="×", shape=circle];\n' in dot
     assert '    "apple" [label="apple", shape=plaintext];\n' in dot
     assert '    "op2" -> "price" [label="220"];\n' in dot

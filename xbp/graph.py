@@ -457,7 +457,7 @@ class Graph:
     def to_dot(self) -> str:
         """The graph as Graphviz DOT, left to right: values on the arrows, derivatives in red."""
         boxes, arrows = self._picture()
-        lines = ["digraph {", "    rankdir=LR;", '    node [fontname="Helvetica"];',
+        lines = ["digraph computation {", "    rankdir=LR;", '    node [fontname="Helvetica"];',
                  '    edge [fontname="Helvetica", fontsize=11];']
         for box in boxes:
             shape = ("plaintext" if not box.is_op else "circle" if len(box.label) <= 3
