@@ -190,6 +190,15 @@ def test_every_operation_on_python_numbers(name):
         assert node.grad == pytest.approx((at(h) - at(-h)) / (2 * h), rel=1e-7, abs=1e-9)
 
 
+def test_an_array_on_the_left_makes_a_node_too():
+    g = Graph()
+    (a,) = g.inputs(a=2.0)
+    out = np.array([1.0, 2.0]) * a
+    assert isinstance(out, xbp.graph.Node) and out.value.tolist() == [2.0, 4.0]
+    g.backward(out)
+    assert a.grad == 3.0
+
+
 def test_a_variable_exponent_and_nodes_of_another_graph_are_refused():
     g, other = Graph(), Graph()
     (a,) = g.inputs(a=2.0)

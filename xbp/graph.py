@@ -31,7 +31,8 @@ derivatives on arrows going back right to left (Mermaid text, Graphviz DOT, or a
 
 Values may be Python numbers or arrays of any backend (the last four operations, the book's array
 layers, need arrays). Where broadcasting made a result larger than an input, the input's
-derivative is summed back to the input's shape.
+derivative is summed back to the input's shape. array-api-strict arrays accept no other operand,
+so write `node * x` rather than `x * node` for them (or make `x` an input).
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ class Node:
     After `Graph.backward(out)`, `grad` holds d(out)/d(value) (None where the value does not
     lead to `out`).
     """
+
+    __array_ufunc__ = None  # `numpy_array * node` asks the node (Node.__rmul__), not numpy
 
     def __init__(self, graph: Graph, value: Any, name: str | None = None, op: Op | None = None,
                  constant: bool = False) -> None:
