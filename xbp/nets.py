@@ -124,6 +124,12 @@ class Net:
         for key, (name, attr) in self.bindings.items():
             setattr(self.layers[name], attr, self.params[key])
 
+    def to_graph(self, x: Any, t: Any) -> Any:
+        """The net as an `xbp.graph.Graph`, after a forward and backward pass on (x, t), to draw."""
+        from xbp.graph import trace_net  # the drawing code loads only when asked for
+
+        return trace_net(self, x, t)
+
 
 def _on_backend(host_params: dict[str, np.ndarray], dtype: str) -> dict[str, Any]:
     return {key: backend.asarray(value, dtype=dtype) for key, value in host_params.items()}
