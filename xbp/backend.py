@@ -202,11 +202,17 @@ def array_namespace(*arrays: Any) -> ModuleType:
 
     Raises DeviceMismatchError when the arrays come from different libraries or devices.
     """
+    for a in arrays:
+        if type(a) is not np.ndarray:
+            break
+    else:
+        if arrays:
+            return _numpy_namespace  # the hot path: numpy arrays all live on the one CPU device
     present = [a for a in arrays if a is not None and not isinstance(a, (int, float, complex))]
     if not present:
         raise TypeError("array_namespace() needs at least one array; got only Python numbers.")
     if all(type(a) is np.ndarray for a in present):
-        return _numpy_namespace  # the hot path: numpy arrays all live on the one CPU device
+        return _numpy_namespace
     try:
         xp = array_api_compat.array_namespace(*present)
     except TypeError as exc:

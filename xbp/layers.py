@@ -62,17 +62,15 @@ class Relu:
     """out = max(0, x).   dx = dout where x > 0, else 0"""
 
     def __init__(self) -> None:
-        self.mask: Any = None
+        self.mask: Any = None  # 1 where x > 0, else 0, in x's dtype
 
     def forward(self, x: Any) -> Any:
         xp = array_namespace(x)
-        self.mask = x <= 0  # NaN <= 0 is False: NaN passes through
-        return xp.where(self.mask, 0.0, x)
+        self.mask = xp.astype(x > 0, x.dtype)
+        return xp.maximum(x, 0.0)  # NaN in gives NaN out
 
     def backward(self, dout: Any = 1) -> Any:
-        xp = array_namespace(dout, self.mask)
-        return xp.where(self.mask, 0.0, dout)
-
+        return dout * self.mask
 
 class Sigmoid:
     """out = 1 / (1 + exp(-x)).   dx = dout * out * (1 - out)"""
