@@ -5,6 +5,7 @@ Layers with `forward`/`backward`, written once against the Python Array API stan
 new arrays are made; computation follows the arrays.
 """
 
+from xbp import graph
 from xbp.backend import (
     array_namespace,
     asarray,
@@ -36,6 +37,7 @@ __all__ = [
     "get_backend",
     "get_device",
     "get_namespace",
+    "graph",
     "load_params",
     "save_params",
     "set_backend",
