@@ -28,6 +28,7 @@ from xbp.errors import BackendError, DeviceMismatchError
 
 __all__ = [
     "BACKENDS",
+    "DeviceRNG",
     "array_namespace",
     "asarray",
     "device",
@@ -364,6 +365,55 @@ def _target_of(x: Any, spec: Any) -> tuple[str, Any]:
         return "cupy", _resolve_device("cupy", xp, rest) if rest else None
     raise BackendError(f"unknown device {spec!r}: use a device object (xbp.device(y)), 'cpu', "
                        "'cuda:N', or '<backend>:<device>' such as 'array_api_strict:device1'.")
+
+
+# ---------------------------------------------------------------- random numbers where the arrays live
+
+class DeviceRNG:
+    """Seeded uniform random numbers in [0, 1), drawn on the device of the array they are for.
+
+    Randomness inside training (dropout masks) is drawn where the arrays live, so a GPU step costs no
+    host-to-device copy: CuPy draws with `cupy.random.default_rng(seed)` on the array's GPU, numpy with
+    `numpy.random.default_rng(seed)`. Any other library takes the portable path: a draw on the host with
+    `numpy.random.default_rng(seed)`, copied to the array's device (`portable=True` forces that path
+    everywhere). The numpy and portable paths give the same numbers for one seed; CuPy's generator
+    gives other numbers, the same from run to run. One generator is kept per library and device, each
+    started from `seed` (None: fresh entropy).
+    """
+
+    def __init__(self, seed: int | None = None, *, portable: bool = False) -> None:
+        self.seed = seed
+        self.portable = portable
+        self._generators: dict[tuple[str, str], Any] = {}
+
+    def uniform(self, shape: tuple[int, ...], *, like: Any) -> Any:
+        """An array of `shape` of numbers in [0, 1), with the dtype and on the device of `like`."""
+        xp = array_namespace(like)
+        if not xp.isdtype(like.dtype, "real floating"):
+            raise ValueError(f"DeviceRNG.uniform draws floating-point numbers; `like` has dtype "
+                             f"{like.dtype}: pass an array of float32 or float64.")
+        shape = tuple(int(n) for n in shape)
+        host_dtype = np.float32 if like.dtype == xp.float32 else np.float64
+        library = "portable" if self.portable else _library(like)
+        if library == "cupy":  # on the GPU, with CuPy's own generator
+            dev = array_api_compat.device(like)
+            with dev:
+                draw = self._generator(library, dev).random(shape, dtype=host_dtype)
+            return draw if draw.dtype == like.dtype else xp.astype(draw, like.dtype)
+        if library == "numpy":
+            draw = self._generator(library, "cpu").random(shape, dtype=host_dtype)
+            return draw if draw.dtype == like.dtype else xp.astype(draw, like.dtype)
+        draw = self._generator("portable", "host").random(shape, dtype=host_dtype)
+        return xp.asarray(draw, dtype=like.dtype, device=array_api_compat.device(like))
+
+    def _generator(self, library: str, dev: Any) -> Any:
+        key = (library, _device_label(dev) if library == "cupy" else str(dev))
+        if key not in self._generators:
+            if library == "cupy":
+                self._generators[key] = importlib.import_module("cupy").random.default_rng(self.seed)
+            else:
+                self._generators[key] = np.random.default_rng(self.seed)
+        return self._generators[key]
 
 
 # Read once, when xbp is imported. The backend loads on first use, so `python -m xbp info` can

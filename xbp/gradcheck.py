@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xbp.backend import array_namespace
+from xbp.layers import Dropout
 
 if TYPE_CHECKING:
     from xbp.nets import Net
@@ -45,7 +46,9 @@ def numerical_gradient(f: Callable[[Any], Any], x: Any, h: float = 1e-4) -> Any:
 def gradient_check(net: Net, x: Any, t: Any, h: float = 1e-6) -> dict[str, float]:
     """The mean absolute difference between backprop and numerical gradients, per parameter.
 
-    Computed on a float64 copy of `net` (the net itself is left as it is), on its device.
+    Computed on a float64 copy of `net` (the net itself is left as it is), on its device, in
+    training mode; the copy's Dropout layers keep the masks of its backprop pass, so both
+    gradients are of the same function.
     """
     net64 = net.astype("float64")
     xp = array_namespace(x)
@@ -54,5 +57,8 @@ def gradient_check(net: Net, x: Any, t: Any, h: float = 1e-6) -> dict[str, float
     if t.ndim == 2:
         t = xp.astype(t, xp.float64)
     backprop = net64.gradient(x, t)
+    for layer in net64.layers.values():
+        if isinstance(layer, Dropout):
+            layer.fixed_mask = True
     numerical = net64.numerical_gradient(x, t, h=h)
     return {key: float(xp.mean(xp.abs(backprop[key] - numerical[key]))) for key in backprop}

@@ -6,23 +6,30 @@ Every layer follows the book's protocol: `forward(...)` computes the output and 
 one namespace and device. No layer imports an array library: each asks its inputs with
 `array_namespace`, so the same code runs on numpy, CuPy, torch or array-api-strict.
 
-    layer             forward                     backward (dout = dL/dout)
-    MulLayer          out = x * y                 dx = dout * y,     dy = dout * x
-    AddLayer          out = x + y                 dx = dout,         dy = dout
-    Relu              out = max(0, x)             dx = dout where x > 0, else 0
-    Sigmoid           out = 1 / (1 + exp(-x))     dx = dout * out * (1 - out)
-    Affine            out = x @ W + b             dx = dout @ W.T,   dW = x.T @ dout,  db = sum(dout)
-    SoftmaxWithLoss   y = softmax(x), L = CE(y,t) dx = dout * (y - t) / N
+    layer               forward                      backward (dout = dL/dout)
+    MulLayer            out = x * y                  dx = dout * y,     dy = dout * x
+    AddLayer            out = x + y                  dx = dout,         dy = dout
+    Relu                out = max(0, x)              dx = dout where x > 0, else 0
+    Sigmoid             out = 1 / (1 + exp(-x))      dx = dout * out * (1 - out)
+    Affine              out = x @ W + b              dx = dout @ W.T,   dW = x.T @ dout,  db = sum(dout)
+    SoftmaxWithLoss     y = softmax(x), L = CE(y,t)  dx = dout * (y - t) / N
+    BatchNormalization  xn = (x - mean) / std        dx = (dxn - mean(dxn) - xn * mean(dxn * xn)) / std
+                        out = gamma * xn + beta      dgamma = sum(dout * xn),  dbeta = sum(dout)
+    Dropout             out = x * mask               dx = dout * mask   (mask = u > ratio, u ~ U[0, 1))
+
+BatchNormalization and Dropout behave differently in training and in inference: their `forward`
+takes `train_flg` (True by default, as in the book), and a net passes its own `train_flg` on.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from xbp.backend import array_namespace
+from xbp.backend import DeviceRNG, array_namespace, device
 from xbp.functions import _log_softmax, _one_hot, sigmoid
 
-__all__ = ["AddLayer", "Affine", "MulLayer", "Relu", "Sigmoid", "SoftmaxWithLoss"]
+__all__ = ["AddLayer", "Affine", "BatchNormalization", "Dropout", "MulLayer", "Relu", "Sigmoid",
+           "SoftmaxWithLoss"]
 
 
 class MulLayer:
@@ -182,3 +189,110 @@ class SoftmaxWithLoss:
                 raise ValueError(f"label {bad} is out of range: class labels must be in "
                                  f"[0, {classes}) for {classes} logits per sample.")
         return _one_hot(xp, t, classes, x.dtype)
+
+
+class BatchNormalization:
+    """out = gamma * (x - mean) / sqrt(var + eps) + beta, per feature over the batch.
+
+        training:   mean, var of this batch;  running = momentum * running + (1 - momentum) * batch
+        inference:  mean, var = running_mean, running_var
+        backward:   dbeta = sum(dout),  dgamma = sum(dout * xn),  dxn = gamma * dout,
+                    dx = (dxn - mean(dxn) - xn * mean(dxn * xn)) / std   (training)
+                    dx = dxn / std                                       (inference)
+
+    `x` may be N-D: it is seen as (N, -1), as in the book, and `dx` comes back in x's shape. The
+    running statistics start at zero (the book's choice) and are made on the first forward pass, in
+    x's dtype and on its device.
+    """
+
+    buffers = ("running_mean", "running_var")  # state kept between calls: moved and cast with the net
+
+    def __init__(self, gamma: Any, beta: Any, momentum: float = 0.9, running_mean: Any = None,
+                 running_var: Any = None, *, eps: float = 1e-6) -> None:
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = momentum
+        self.running_mean = running_mean
+        self.running_var = running_var
+        self.eps = eps  # the book's 10e-7
+        self.input_shape: tuple[int, ...] = ()
+        self.train_flg = True
+        self.xn: Any = None
+        self.std: Any = None
+        self.dgamma: Any = None
+        self.dbeta: Any = None
+
+    def forward(self, x: Any, train_flg: bool = True) -> Any:
+        xp = array_namespace(x, self.gamma, self.beta)
+        self.input_shape = tuple(x.shape)
+        if x.ndim != 2:
+            x = xp.reshape(x, (x.shape[0], -1))
+        if self.running_mean is None:
+            self.running_mean = xp.zeros(x.shape[1], dtype=x.dtype, device=device(x))
+            self.running_var = xp.zeros(x.shape[1], dtype=x.dtype, device=device(x))
+        if train_flg:
+            mu = xp.mean(x, axis=0)
+            xc = x - mu
+            var = xp.mean(xc * xc, axis=0)
+            self.std = xp.sqrt(var + self.eps)
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mu
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+        else:
+            xc = x - self.running_mean
+            self.std = xp.sqrt(self.running_var + self.eps)
+        self.train_flg = train_flg
+        self.xn = xc / self.std
+        out = self.gamma * self.xn + self.beta
+        return out if out.shape == self.input_shape else xp.reshape(out, self.input_shape)
+
+    def backward(self, dout: Any) -> Any:
+        xp = array_namespace(dout, self.xn)
+        if dout.ndim != 2:
+            dout = xp.reshape(dout, (dout.shape[0], -1))
+        self.dbeta = xp.sum(dout, axis=0)
+        self.dgamma = xp.sum(dout * self.xn, axis=0)
+        dxn = self.gamma * dout
+        if self.train_flg:  # the batch mean and std depend on x too: the book's graph, collapsed
+            dxn = (dxn - xp.mean(dxn, axis=0)
+                   - self.xn * xp.mean(dxn * self.xn, axis=0))
+        dx = dxn / self.std
+        return dx if dx.shape == self.input_shape else xp.reshape(dx, self.input_shape)
+
+
+class Dropout:
+    """out = x * mask in training (mask = u > ratio, u ~ U[0, 1) drawn anew each call),
+    out = x * (1 - ratio) in inference.   dx = dout * mask  (training),  dout * (1 - ratio)  (inference)
+
+    The book's (non-inverted) dropout. Masks are drawn on x's device with `xbp.backend.DeviceRNG`,
+    from `seed`, so a run repeats exactly. With `fixed_mask = True`, training reuses the last mask
+    (drawing one only if there is none), which makes the layer a fixed function for gradient checks.
+    """
+
+    def __init__(self, dropout_ratio: float = 0.5, *, seed: int | None = None) -> None:
+        if not 0.0 <= dropout_ratio < 1.0:
+            raise ValueError(f"dropout_ratio must be in [0, 1) (the fraction of units dropped), "
+                             f"got {dropout_ratio!r}.")
+        self.dropout_ratio = dropout_ratio
+        self.rng = DeviceRNG(seed)
+        self.mask: Any = None
+        self.fixed_mask = False
+        self.train_flg = True
+
+    def forward(self, x: Any, train_flg: bool = True) -> Any:
+        xp = array_namespace(x)
+        self.train_flg = train_flg
+        if not train_flg:
+            return x * (1.0 - self.dropout_ratio)
+        if not self.fixed_mask or self.mask is None:
+            self.mask = self.rng.uniform(x.shape, like=x) > self.dropout_ratio
+        elif self.mask.shape != x.shape:
+            raise ValueError(f"Dropout has a fixed mask of shape {tuple(self.mask.shape)} but got input "
+                             f"of shape {tuple(x.shape)}: set fixed_mask = False, or mask = None to draw "
+                             "a new one.")
+        return xp.where(self.mask, x, 0.0)
+
+    def backward(self, dout: Any) -> Any:
+        if not self.train_flg:
+            return dout * (1.0 - self.dropout_ratio)
+        xp = array_namespace(dout, self.mask)
+        return xp.where(self.mask, dout, 0.0)

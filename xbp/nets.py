@@ -1,14 +1,20 @@
-"""Networks built from layers: the book's `TwoLayerNet`, and what they share.
+"""Networks built from layers: the book's `TwoLayerNet` and `MultiLayerNet`, and what they share.
 
-A net keeps its parameters in `params` (the book's 'W1', 'b1', ...) and its layers in `layers`,
-in order; the layers hold the very same arrays, so an optimizer that updates `params` in place
-updates the layers too. Weights are drawn on the host from `numpy.random.default_rng(seed)` and
+A net keeps its parameters in `params` (the book's 'W1', 'b1', 'gamma1', 'beta1', ...) and its layers
+in `layers`, in order; the layers hold the very same arrays, so an optimizer that updates `params` in
+place updates the layers too. Weights are drawn on the host from `numpy.random.default_rng(seed)` and
 made on the selected backend, so one seed gives the same weights on every backend.
+
+Layers that behave differently in training (`BatchNormalization`, `Dropout`) get the net's
+`train_flg`: `predict`, `loss` and `accuracy` run in inference mode unless told otherwise, and
+`gradient` always runs the forward pass in training mode, as the book does.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -17,9 +23,11 @@ from xbp import backend
 from xbp.backend import array_namespace
 from xbp.errors import CheckpointError
 from xbp.gradcheck import numerical_gradient
-from xbp.layers import Affine, Relu, SoftmaxWithLoss
+from xbp.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss
 
-__all__ = ["Net", "TwoLayerNet"]
+__all__ = ["MultiLayerNet", "Net", "TwoLayerNet"]
+
+_MODE_LAYERS = (BatchNormalization, Dropout)  # layers whose forward takes train_flg
 
 
 class Net:
@@ -27,22 +35,40 @@ class Net:
 
     A subclass fills `params`, `layers`, `last_layer`, and `bindings`: for each parameter name the
     layer and attribute that hold it (`{'W1': ('Affine1', 'W')}`); the layer keeps its gradient in
-    the attribute named with a leading 'd' (`dW`).
+    the attribute named with a leading 'd' (`dW`). With `weight_decay_lambda` > 0 the weights (the
+    parameters named 'W...') are decayed: loss += 0.5 * lambda * sum(W**2), dW += lambda * W.
+    Arrays a layer keeps between calls that are not parameters (named in its `buffers`, such as
+    BatchNormalization's running statistics) move and change dtype with the parameters.
     """
 
     params: dict[str, Any]
     layers: dict[str, Any]
     last_layer: SoftmaxWithLoss
     bindings: dict[str, tuple[str, str]]
+    weight_decay_lambda: float = 0.0
 
-    def predict(self, x: Any) -> Any:
+    def predict(self, x: Any, train_flg: bool = False) -> Any:
         for layer in self.layers.values():
-            x = layer.forward(x)
+            x = layer.forward(x, train_flg) if isinstance(layer, _MODE_LAYERS) else layer.forward(x)
         return x
 
-    def loss(self, x: Any, t: Any) -> Any:
-        """The mean cross-entropy loss (a 0-d array on the net's device)."""
-        return self.last_layer.forward(self.predict(x), t)
+    def loss(self, x: Any, t: Any, train_flg: bool = False) -> Any:
+        """The mean cross-entropy loss, plus the weight decay (a 0-d array on the net's device)."""
+        loss = self.last_layer.forward(self.predict(x, train_flg), t)
+        if self.weight_decay_lambda:
+            loss = loss + self._weight_decay()
+        return loss
+
+    def _weight_decay(self) -> Any:
+        """0.5 * lambda * sum(W**2) over every weight matrix."""
+        decay = 0.0
+        for key in self._decayed():
+            W = self.params[key]
+            decay = decay + array_namespace(W).sum(W * W)
+        return 0.5 * self.weight_decay_lambda * decay
+
+    def _decayed(self) -> list[str]:
+        return [key for key in self.params if key.startswith("W")]
 
     def accuracy(self, x: Any, t: Any) -> float:
         """The fraction of samples whose largest logit is their label (labels or one-hot rows)."""
@@ -53,8 +79,9 @@ class Net:
         return float(xp.sum(xp.astype(y == t, xp.int64))) / x.shape[0]
 
     def gradient(self, x: Any, t: Any) -> dict[str, Any]:
-        """dL/d(each parameter) by backpropagation: one forward pass, then the layers in reverse."""
-        self.loss(x, t)
+        """dL/d(each parameter) by backpropagation: one forward pass (in training mode), then the
+        layers in reverse; with weight decay, dW += lambda * W."""
+        self.last_layer.forward(self.predict(x, train_flg=True), t)  # the decay term needs no forward
         dout = self.last_layer.backward(1)
         layers = list(self.layers.values())
         for layer in reversed(layers[1:]):
@@ -64,13 +91,18 @@ class Net:
             first.backward(dout, need_dx=False)  # dL/dx feeds nothing
         else:
             first.backward(dout)
-        return {key: getattr(self.layers[name], "d" + attr)
-                for key, (name, attr) in self.bindings.items()}
+        grads = {key: getattr(self.layers[name], "d" + attr)
+                 for key, (name, attr) in self.bindings.items()}
+        if self.weight_decay_lambda:
+            for key in self._decayed():
+                grads[key] = grads[key] + self.weight_decay_lambda * self.params[key]
+        return grads
 
     def numerical_gradient(self, x: Any, t: Any, h: float = 1e-4) -> dict[str, Any]:
-        """dL/d(each parameter) by central differences with step `h`: slow, for checking `gradient`."""
+        """dL/d(each parameter) by central differences (step `h`) of the training-mode loss: slow, for
+        checking `gradient` (fix the Dropout masks first: `layer.fixed_mask = True`)."""
         def loss_w(_: Any) -> float:
-            return float(self.loss(x, t))
+            return float(self.loss(x, t, train_flg=True))
 
         return {key: numerical_gradient(loss_w, self.params[key], h) for key in self.params}
 
@@ -84,6 +116,7 @@ class Net:
         for key, value in self.params.items():
             self.params[key] = backend.to_device(value, device)
         self._bind()
+        self._map_buffers(lambda value: backend.to_device(value, device))
         return self
 
     def to_cpu(self) -> Net:
@@ -98,9 +131,9 @@ class Net:
         """A copy of the net with parameters of `dtype` ("float32", "float64"), on the same device."""
         clone = copy.deepcopy(self)
         for key, value in clone.params.items():
-            xp = array_namespace(value)
-            clone.params[key] = xp.astype(value, getattr(xp, dtype))
+            clone.params[key] = _astype(value, dtype)
         clone._bind()
+        clone._map_buffers(lambda value: _astype(value, dtype))
         return clone
 
     def set_params(self, params: dict[str, Any]) -> Net:
@@ -130,6 +163,19 @@ class Net:
 
         return trace_net(self, x, t)
 
+    def _map_buffers(self, change: Any) -> None:
+        """Replace each layer buffer that exists (BatchNormalization's running statistics) by change(it)."""
+        for layer in self.layers.values():
+            for attr in getattr(layer, "buffers", ()):
+                value = getattr(layer, attr)
+                if value is not None:
+                    setattr(layer, attr, change(value))
+
+
+def _astype(x: Any, dtype: str) -> Any:
+    xp = array_namespace(x)
+    return xp.astype(x, getattr(xp, dtype))
+
 
 def _on_backend(host_params: dict[str, np.ndarray], dtype: str) -> dict[str, Any]:
     return {key: backend.asarray(value, dtype=dtype) for key, value in host_params.items()}
@@ -156,3 +202,84 @@ class TwoLayerNet(Net):
         self.last_layer = SoftmaxWithLoss()
         self.bindings = {"W1": ("Affine1", "W"), "b1": ("Affine1", "b"),
                          "W2": ("Affine2", "W"), "b2": ("Affine2", "b")}
+
+
+_INIT_STD = {"relu": 2.0, "he": 2.0, "sigmoid": 1.0, "xavier": 1.0}  # std = sqrt(this / n_in)
+_ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid}
+
+
+class MultiLayerNet(Net):
+    """(Affine -> [BatchNorm] -> activation -> [Dropout]) per hidden layer -> Affine -> SoftmaxWithLoss.
+
+    The book's fully connected net of chapter 6 (its MultiLayerNet and MultiLayerNetExtend in one).
+    `weight_init_std` is a number, "relu" / "he" (std = sqrt(2 / n_in)) or "sigmoid" / "xavier"
+    (std = sqrt(1 / n_in)), where n_in is the layer's number of inputs. Parameters are 'W1', 'b1', ...,
+    'W{L+1}', 'b{L+1}' and, with batch normalization, 'gamma1', 'beta1', ... for each hidden layer.
+    With `seed`, the weights, and the dropout masks after them, repeat exactly.
+    """
+
+    def __init__(self, input_size: int, hidden_size_list: list[int], output_size: int, *,
+                 activation: str = "relu", weight_init_std: float | str = "relu",
+                 weight_decay_lambda: float = 0, use_batchnorm: bool = False, use_dropout: bool = False,
+                 dropout_ratio: float = 0.5, seed: int | None = None, dtype: str = "float32") -> None:
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be 'relu' or 'sigmoid', got {activation!r}.")
+        sizes = [input_size, *hidden_size_list, output_size]
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
+            raise ValueError(f"layer sizes must be positive integers, got input_size={input_size!r}, "
+                             f"hidden_size_list={hidden_size_list!r}, output_size={output_size!r}.")
+        stds = [_init_std(weight_init_std, n_in) for n_in in sizes[:-1]]
+        self.input_size = input_size
+        self.hidden_size_list = list(hidden_size_list)
+        self.hidden_layer_num = len(hidden_size_list)
+        self.output_size = output_size
+        self.activation = activation
+        self.weight_decay_lambda = weight_decay_lambda
+        self.use_batchnorm = use_batchnorm
+        self.use_dropout = use_dropout
+        self.dropout_ratio = dropout_ratio
+
+        rng = np.random.default_rng(seed)
+        host: dict[str, np.ndarray] = {}
+        for idx, std in enumerate(stds, start=1):
+            host[f"W{idx}"] = std * rng.standard_normal((sizes[idx - 1], sizes[idx]))
+            host[f"b{idx}"] = np.zeros(sizes[idx])
+            if use_batchnorm and idx <= self.hidden_layer_num:
+                host[f"gamma{idx}"] = np.ones(sizes[idx])
+                host[f"beta{idx}"] = np.zeros(sizes[idx])
+        self.params = _on_backend(host, dtype)
+
+        self.layers = {}
+        self.bindings = {}
+        for idx in range(1, self.hidden_layer_num + 1):
+            self._add_affine(idx)
+            if use_batchnorm:
+                self._add(f"BatchNorm{idx}",
+                          BatchNormalization(self.params[f"gamma{idx}"], self.params[f"beta{idx}"]),
+                          {f"gamma{idx}": "gamma", f"beta{idx}": "beta"})
+            self._add(f"{_ACTIVATIONS[activation].__name__}{idx}", _ACTIVATIONS[activation](), {})
+            if use_dropout:  # each layer its own stream, drawn after the weights
+                dropout_seed = None if seed is None else int(rng.integers(2**63))
+                self._add(f"Dropout{idx}", Dropout(dropout_ratio, seed=dropout_seed), {})
+        self._add_affine(self.hidden_layer_num + 1)
+        self.last_layer = SoftmaxWithLoss()
+
+    def _add_affine(self, idx: int) -> None:
+        self._add(f"Affine{idx}", Affine(self.params[f"W{idx}"], self.params[f"b{idx}"]),
+                  {f"W{idx}": "W", f"b{idx}": "b"})
+
+    def _add(self, name: str, layer: Any, params: dict[str, str]) -> None:
+        self.layers[name] = layer
+        self.bindings.update({key: (name, attr) for key, attr in params.items()})
+
+
+def _init_std(weight_init_std: float | str, n_in: int) -> float:
+    """The standard deviation of a layer's initial weights, for a layer with `n_in` inputs."""
+    if isinstance(weight_init_std, str):
+        key = weight_init_std.lower()
+        if key in _INIT_STD:
+            return math.sqrt(_INIT_STD[key] / n_in)
+    elif isinstance(weight_init_std, numbers.Real) and not isinstance(weight_init_std, bool):
+        return float(weight_init_std)
+    raise ValueError(f"weight_init_std must be a number or one of 'relu', 'he' (sqrt(2/n)), "
+                     f"'sigmoid', 'xavier' (sqrt(1/n)); got {weight_init_std!r}.")
