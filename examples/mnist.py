@@ -7,6 +7,7 @@ lr 0.1, batches of 100, about 10,000 iterations. The backend comes from XBP_BACK
     python examples/mnist.py
     XBP_BACKEND=cupy python examples/mnist.py
     python examples/mnist.py --dataset fashion-mnist --epochs 3 --plot curves.png --save net.npz
+    python examples/mnist.py --layers 100,100,100 --batchnorm --dropout 0.2 --optimizer adam
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import numpy as np
 import xbp
 from xbp.backend import device_name
 from xbp.datasets import load_mnist
-from xbp.nets import TwoLayerNet
+from xbp.nets import MultiLayerNet, Net, TwoLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
 from xbp.training import fit
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "adam": Adam}
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "adagrad": 0.01, "adam": 0.001}
 BOOK_ITERATIONS = 10_000
 
 
@@ -39,8 +41,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help=f"default: enough for the book's {BOOK_ITERATIONS:,} "
                         "iterations")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--hidden", type=int, default=50)
-    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--hidden", type=int, default=50, help="hidden units of the TwoLayerNet")
+    parser.add_argument("--layers", help="hidden sizes of a MultiLayerNet instead, e.g. 100,100,100")
+    parser.add_argument("--batchnorm", action="store_true", help="MultiLayerNet with BatchNormalization")
+    parser.add_argument("--dropout", type=float, default=0.0, metavar="RATIO",
+                        help="MultiLayerNet with Dropout of this ratio")
+    parser.add_argument("--weight-decay", type=float, default=0.0, metavar="LAMBDA",
+                        help="MultiLayerNet with L2 weight decay")
+    parser.add_argument("--lr", type=float, help="default: 0.1 for sgd (the book's chapter 5), "
+                        "0.01 for momentum and adagrad, 0.001 for adam")
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -88,6 +97,29 @@ def plot(path: Path, history: dict[str, list[float]], title: str) -> None:
     plt.close(figure)
 
 
+def build_net(args: argparse.Namespace) -> tuple[Net, str]:
+    """The book's TwoLayerNet, or a MultiLayerNet when --layers, --batchnorm or --dropout ask for one."""
+    if not (args.layers or args.batchnorm or args.dropout or args.weight_decay):
+        return TwoLayerNet(784, args.hidden, 10, seed=args.seed, dtype=args.dtype), \
+            f"TwoLayerNet 784-{args.hidden}-10"
+    try:
+        hidden = [int(size) for size in (args.layers or str(args.hidden)).split(",")]
+    except ValueError:
+        sys.exit(f"error: --layers takes hidden sizes separated by commas, like 100,100,100; "
+                 f"got {args.layers!r}.")
+    try:
+        net = MultiLayerNet(784, hidden, 10, use_batchnorm=args.batchnorm,
+                            use_dropout=args.dropout > 0, dropout_ratio=args.dropout or 0.5,
+                            weight_decay_lambda=args.weight_decay, seed=args.seed, dtype=args.dtype)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    extras = [name for name, on in (("batchnorm", args.batchnorm),
+                                    (f"dropout {args.dropout}", args.dropout),
+                                    (f"weight decay {args.weight_decay}", args.weight_decay)) if on]
+    sizes = "-".join(str(size) for size in [784, *hidden, 10])
+    return net, f"MultiLayerNet {sizes}" + (f" ({', '.join(extras)})" if extras else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     check_outputs(args)
@@ -98,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     except xbp.BackendError as exc:
         sys.exit(f"error: {exc}")
 
+    net, description = build_net(args)  # before the data, so a bad option fails at once
     try:
         (x_train, t_train), (x_test, t_test) = load_mnist(dataset=args.dataset, data_dir=args.data_dir)
     except xbp.DatasetError as exc:
@@ -108,11 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     steps = len(x_train) // args.batch_size
     epochs = args.epochs or math.ceil(BOOK_ITERATIONS / steps)
 
-    net = TwoLayerNet(784, args.hidden, 10, seed=args.seed, dtype=args.dtype)
-    optimizer = OPTIMIZERS[args.optimizer](lr=args.lr)
+    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    optimizer = OPTIMIZERS[args.optimizer](lr=lr)
     print(f"xbp {xbp.__version__}  backend {xbp.get_backend()}  device {device_name(xbp.get_device())}")
     print(f"{args.dataset}: {len(x_train):,} training and {len(x_test):,} test images")
-    print(f"TwoLayerNet 784-{args.hidden}-10 {args.dtype}, {args.optimizer} lr {args.lr}, batch "
+    print(f"{description} {args.dtype}, {args.optimizer} lr {lr}, batch "
           f"{args.batch_size}, {epochs} epochs ({epochs * steps:,} iterations), seed {args.seed}")
 
     history = fit(net, optimizer, (x_train, t_train), epochs=epochs, batch_size=args.batch_size,
@@ -125,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         xbp.save_params(args.save, net.params)
         print(f"saved the parameters to {args.save}")
     if args.plot is not None:
-        plot(args.plot, history, f"TwoLayerNet on {args.dataset} ({xbp.get_backend()})")
+        plot(args.plot, history, f"{description} on {args.dataset} ({xbp.get_backend()})")
         print(f"wrote the curves to {args.plot}")
 
 

@@ -65,3 +65,18 @@ def test_mnist_example_reports_a_missing_backend_without_a_traceback():
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.startswith("error: unknown backend 'nosuch': choose one of numpy")
+
+
+@needs_fashion
+def test_mnist_example_trains_a_deeper_net_with_batchnorm_dropout_and_adam():
+    out = run_example("mnist.py", "--dataset", "fashion-mnist", "--limit", "3000", "--epochs", "1",
+                      "--layers", "100,100,100", "--batchnorm", "--dropout", "0.2", "--optimizer", "adam")
+    assert "MultiLayerNet 784-100-100-100-10 (batchnorm, dropout 0.2) float32, adam lr 0.001" in out
+    assert float(out.split("test accuracy ")[1].split(",")[0]) > 0.5
+
+
+def test_mnist_example_rejects_malformed_layers():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "mnist.py"), "--layers", "100,x"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "--layers takes hidden sizes separated by commas" in done.stderr
