@@ -2,7 +2,8 @@
 
 For each (batch, hidden) size, the contenders train the book's network (784 -> hidden -> 10, ReLU,
 softmax cross-entropy, SGD lr 0.1, float32) from the same initial weights on the same batches,
-taking turns round after round, so that the machine's drift hits them all alike. Reported: the
+taking turns round after round (in a new random order each round), so that the machine's drift
+and the contenders' effects on each other hit them all alike. Reported: the
 median seconds per epoch, samples per second, each ratio to the hand-written loop, and an A/A
 control (the hand-written loop timed twice as two contenders), whose ratio shows the noise.
 The matmul floor is the epoch's FLOPs over the large-sgemm rate measured here.
@@ -177,8 +178,13 @@ def main() -> None:
             contenders[f"torch eager ({torch_device})"] = (
                 lambda r, p=tparams, o=torders, d=(tx, tt): _untimed(torch_epoch(torch, *d, p, o[r])))
 
+        names = list(contenders)
+        shuffle = np.random.default_rng(12345)
         for round_ in range(args.rounds):
-            for name, run in contenders.items():
+            # A new order every round, so that no contender always follows the same one (a
+            # library's worker threads may still be spinning when the next one starts).
+            for name in shuffle.permutation(names):
+                run = contenders[name]
                 _sync(torch, gpu)
                 start = time.perf_counter()
                 own_clock = run(round_)
@@ -188,8 +194,8 @@ def main() -> None:
 
         reference = statistics.median(times["numpy loop"])
         floor = flops_per_epoch(n, hidden) / (rate * 1e9)
-        for name, values in times.items():
-            median = statistics.median(values)
+        for name in names:
+            median = statistics.median(times[name])
             steps = n // batch
             print(f"| {batch} | {hidden} | {name} | {median:.3f} | {steps * batch / median:,.0f} | "
                   f"{median / reference:.2f}x | {floor:.3f} |")

@@ -46,8 +46,8 @@ def one_hot(t: Any, num_classes: int, dtype: Any = None) -> Any:
 
 
 def _one_hot(xp: ModuleType, t: Any, num_classes: int, dtype: Any) -> Any:
-    classes = xp.arange(num_classes, dtype=t.dtype, device=device(t))
-    return xp.astype(xp.reshape(t, (-1, 1)) == classes, dtype)
+    """Row t[i] of the identity matrix, for each i (labels must be in range: take may wrap)."""
+    return xp.take(xp.eye(num_classes, dtype=dtype, device=device(t)), t, axis=0)
 
 
 def cross_entropy_error(y: Any, t: Any) -> Any:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from xbp.backend import DeviceRNG, array_namespace, device
-from xbp.functions import _log_softmax, _one_hot, sigmoid
+from xbp.functions import _one_hot, sigmoid
 
 __all__ = ["AddLayer", "Affine", "BatchNormalization", "Dropout", "MulLayer", "Relu", "Sigmoid",
            "SoftmaxWithLoss"]
@@ -118,7 +118,9 @@ class Affine:
                 f"sample) but W has shape {tuple(self.W.shape)} (expects {self.W.shape[0]}): "
                 "reshape the input or build the layer with a matching W.")
         self.x = x
-        return x @ self.W + self.b
+        out = x @ self.W
+        out += self.b  # in place: one array fewer than x @ W + b
+        return out
 
     def backward(self, dout: Any = 1, *, need_dx: bool = True) -> Any:
         """dL/dx; with `need_dx=False` only dW and db are computed and None is returned.
@@ -155,10 +157,13 @@ class SoftmaxWithLoss:
     def forward(self, x: Any, t: Any) -> Any:
         xp = array_namespace(x, t)
         target = self._one_hot_target(xp, x, t)
-        log_y = _log_softmax(xp, x)
-        self.y = xp.exp(log_y)
+        shifted = x - xp.max(x, axis=1, keepdims=True)  # log-sum-exp: exp never overflows
+        exp = xp.exp(shifted)
+        total = xp.sum(exp, axis=1, keepdims=True)
+        self.y = exp / total
         self.t = target
-        self.loss = -xp.sum(target * log_y) / x.shape[0]
+        log_y = shifted - xp.log(total)
+        self.loss = xp.sum(target * log_y) / -x.shape[0]
         return self.loss
 
     def backward(self, dout: Any = 1) -> Any:
