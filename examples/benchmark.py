@@ -42,6 +42,19 @@ def epoch_order(n: int, batch: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)[: steps * batch].reshape(steps, batch)
 
 
+class _Orders:
+    """Epoch r's batches, drawn when first asked for (as fit(..., seed=seed + r) draws them)."""
+
+    def __init__(self, n: int, batch: int, seed: int) -> None:
+        self.n, self.batch, self.seed = n, batch, seed
+        self.drawn: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, round_: int) -> np.ndarray:
+        if round_ not in self.drawn:
+            self.drawn[round_] = epoch_order(self.n, self.batch, self.seed + round_)
+        return self.drawn[round_]
+
+
 def numpy_epoch(x: np.ndarray, t: np.ndarray, params: dict[str, np.ndarray],
                 order: np.ndarray) -> float:
     """One epoch of careful numpy: float32 throughout, in-place where it is free, no dx for layer 1."""
@@ -114,7 +127,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fashion-mnist", choices=["mnist", "fashion-mnist"])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--rounds", type=int, default=5, help="epochs timed per contender and size")
+    parser.add_argument("--rounds", type=int, default=5, help="at least this many epochs timed per "
+                        "contender and size")
+    parser.add_argument("--min-seconds", type=float, default=20.0, help="and more rounds until every "
+                        "contender has trained this long at each size (small sizes are noisy)")
     parser.add_argument("--sizes", default=",".join(f"{b}x{h}" for b, h in SIZES),
                         help="batch x hidden sizes, e.g. 100x50,1000x1000")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
@@ -148,7 +164,7 @@ def main() -> None:
     x_dev, t_dev = xbp.asarray(x_np), xbp.asarray(t_np)
     for size in args.sizes.split(","):
         batch, hidden = (int(v) for v in size.split("x"))
-        orders = [epoch_order(n, batch, args.seed + r) for r in range(args.rounds)]
+        orders = _Orders(n, batch, args.seed)
         start_weights = initial_weights(hidden, args.seed)
         times: dict[str, list[float]] = {}
         contenders: dict[str, Callable[[int], float | None]] = {}
@@ -174,13 +190,14 @@ def main() -> None:
             tt = torch.from_numpy(t_np).to(torch_device)
             tparams = [torch.from_numpy(start_weights[k].copy()).to(torch_device).requires_grad_()
                        for k in ("W1", "b1", "W2", "b2")]
-            torders = [torch.from_numpy(o).to(torch_device) for o in orders]
             contenders[f"torch eager ({torch_device})"] = (
-                lambda r, p=tparams, o=torders, d=(tx, tt): _untimed(torch_epoch(torch, *d, p, o[r])))
+                lambda r, p=tparams, o=orders, d=(tx, tt): _untimed(
+                    torch_epoch(torch, *d, p, torch.from_numpy(o[r]).to(torch_device))))
 
         names = list(contenders)
         shuffle = np.random.default_rng(12345)
-        for round_ in range(args.rounds):
+        round_ = 0
+        while round_ < args.rounds or min(sum(v) for v in times.values()) < args.min_seconds:
             # A new order every round, so that no contender always follows the same one (a
             # library's worker threads may still be spinning when the next one starts).
             for name in shuffle.permutation(names):
@@ -191,7 +208,9 @@ def main() -> None:
                 _sync(torch, gpu)
                 elapsed = time.perf_counter() - start
                 times.setdefault(name, []).append(elapsed if own_clock is None else own_clock)
+            round_ += 1
 
+        print(f"<!-- {batch}x{hidden}: {round_} rounds -->")
         reference = statistics.median(times["numpy loop"])
         floor = flops_per_epoch(n, hidden) / (rate * 1e9)
         for name in names:

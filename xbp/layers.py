@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from xbp.backend import DeviceRNG, array_namespace, device
-from xbp.functions import _one_hot, sigmoid
+from xbp.functions import sigmoid
 
 __all__ = ["AddLayer", "Affine", "BatchNormalization", "Dropout", "MulLayer", "Relu", "Sigmoid",
            "SoftmaxWithLoss"]
@@ -153,6 +153,8 @@ class SoftmaxWithLoss:
         self.loss: Any = None
         self.y: Any = None  # softmax output
         self.t: Any = None  # one-hot labels, in x's dtype
+        self._identity: Any = None  # its rows are the one-hot labels; kept while C, dtype, device hold
+        self._identity_key: tuple[Any, ...] = ()
 
     def forward(self, x: Any, t: Any) -> Any:
         xp = array_namespace(x, t)
@@ -193,7 +195,11 @@ class SoftmaxWithLoss:
                 bad = low if low < 0 else high
                 raise ValueError(f"label {bad} is out of range: class labels must be in "
                                  f"[0, {classes}) for {classes} logits per sample.")
-        return _one_hot(xp, t, classes, x.dtype)
+        key = (classes, x.dtype, device(x))
+        if key != self._identity_key:
+            self._identity = xp.eye(classes, dtype=x.dtype, device=key[2])
+            self._identity_key = key
+        return xp.take(self._identity, t, axis=0)
 
 
 class BatchNormalization:
