@@ -1,13 +1,13 @@
 """Seconds per training epoch of a deep MultiLayerNet (5 hidden layers of 100 by default).
 
 Each variant (plain, with batch normalization, with dropout, with both) trains its own net from the
-same initial weights on the same batches: SGD, float32, batches drawn from a host permutation and
-gathered on the device, the loss summed on the device and read back once per epoch (which also
-waits for a GPU to finish). The variants take turns epoch by epoch, so drift in the machine hits
-them alike. Reported: the median seconds per epoch, samples per second, the last epoch's mean loss
-and the test accuracy after training, with the load average before and after (other processes on
-a small machine skew CPU timings; a BLAS that spins several threads suffers most, so compare runs
-with OPENBLAS_NUM_THREADS=1 as well).
+same initial weights on the same batches with `xbp.training.fit`: SGD, float32, batches drawn from
+a host permutation and gathered on the device, the loss summed on the device and read back once
+per epoch (which also waits for a GPU to finish). The variants take turns epoch by epoch, so drift
+in the machine hits them alike. Reported: the median seconds per epoch, samples per second, the
+last epoch's mean loss and the test accuracy after training, with the load average before and
+after (other processes on a small machine skew CPU timings; a BLAS that spins several threads
+suffers most, so compare runs with OPENBLAS_NUM_THREADS=1 as well).
 
     python examples/benchmark_deep.py                       # plain, numpy, 3 epochs
     python examples/benchmark_deep.py --all --epochs 3      # plain, batchnorm, dropout 0.2, both
@@ -21,8 +21,6 @@ import os
 import platform
 import statistics
 import sys
-import time
-from typing import Any
 
 import numpy as np
 
@@ -30,21 +28,7 @@ import xbp
 from xbp.backend import device_name
 from xbp.nets import MultiLayerNet
 from xbp.optimizers import SGD
-
-
-def train_epoch(net: MultiLayerNet, optimizer: SGD, x: Any, t: Any, order: np.ndarray) -> tuple[float, float]:
-    """One epoch over the batches in `order` (steps x batch); returns (seconds, mean loss)."""
-    xp = xbp.array_namespace(x, t)
-    batches = xbp.to_device(order, xbp.device(x))
-    total = xp.zeros((), dtype=x.dtype, device=xbp.device(x))
-    start = time.perf_counter()
-    for step in range(order.shape[0]):
-        index = batches[step, ...]
-        grads = net.gradient(xp.take(x, index, axis=0), xp.take(t, index, axis=0))
-        optimizer.update(net.params, grads)
-        total = total + net.last_layer.loss
-    loss = float(total) / order.shape[0]  # the one read-back, after every step has run
-    return time.perf_counter() - start, loss
+from xbp.training import fit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,13 +75,12 @@ def main(argv: list[str] | None = None) -> int:
           f"({n} samples), batch {args.batch_size}, SGD lr {args.lr:g}, float32, {args.epochs} epochs each")
     threads = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ}
     print(f"BLAS threads: {threads or 'library default'}; load average before: {_load()}")
-    rng = np.random.default_rng(args.seed)
-    for _ in range(args.epochs):
-        order = rng.permutation(n)[: steps * args.batch_size].reshape(steps, args.batch_size)
-        for name in nets:
-            seconds, loss = train_epoch(nets[name], optimizers[name], x, t, order)
-            times[name].append(seconds)
-            losses[name].append(loss)
+    for epoch in range(args.epochs):
+        for name in nets:  # the same batches for every variant: fit draws them from the seed
+            history = fit(nets[name], optimizers[name], (x, t), epochs=1, batch_size=args.batch_size,
+                          seed=args.seed + epoch, progress=False)
+            times[name].append(history["seconds"][0])  # fit's clock: the steps, not the evaluation
+            losses[name].append(history["loss"][0])
 
     label = f"{len(hidden)}x{hidden[0]}" if len(set(hidden)) == 1 else "-".join(map(str, hidden))
     print()
