@@ -154,7 +154,8 @@ def main() -> None:
     print(f"xbp {xbp.__version__} on {backend_name}: {xbp.backend.device_name()}")
     print(f"numpy {np.__version__}" + (f", torch {torch.__version__} on {torch_device}" if torch else ""))
     print(f"python {platform.python_version()}, {args.dataset} train ({n} samples), "
-          f"{args.rounds} rounds, SGD lr {LR}, float32")
+          f"at least {args.rounds} rounds and {args.min_seconds:g} s per contender and size, SGD lr {LR}, "
+          "float32")
     rate = sgemm_gflops(backend_name)
     print(f"large sgemm on {backend_name}: {rate:.1f} GFLOP/s")
     print()
