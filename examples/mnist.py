@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.backend or args.device:
             xbp.set_backend(args.backend or xbp.get_backend(), device=args.device)
-        xbp.get_namespace()  # load the backend now: a missing CuPy is reported before any work
+        xbp.get_namespace()  # load the backend and find the device now, before any work
+        xbp.get_device()
     except xbp.BackendError as exc:
         sys.exit(f"error: {exc}")
 

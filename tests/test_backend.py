@@ -158,3 +158,11 @@ def test_info_lists_backends_and_why_others_cannot_load():
     assert "array_api_strict" in out and "device1" in out
     cupy_line = next(line for line in out.splitlines() if line.strip().startswith("cupy"))
     assert "devices:" in cupy_line or "cannot load" in cupy_line
+
+
+def test_info_explains_a_device_that_does_not_exist():
+    env = {"XBP_BACKEND": "array_api_strict", "XBP_DEVICE": "device9", "PATH": ""}
+    done = subprocess.run([sys.executable, "-m", "xbp", "info"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "selected backend: array_api_strict (cannot use the selected device: backend " \
+           "'array_api_strict' has no device 'device9': choose one of CPU_DEVICE, device1" in done.stdout

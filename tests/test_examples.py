@@ -80,3 +80,12 @@ def test_mnist_example_rejects_malformed_layers():
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "mnist.py"), "--layers", "100,x"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "--layers takes hidden sizes separated by commas" in done.stderr
+
+
+def test_mnist_example_reports_an_unknown_device_before_loading_data():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": "numpy", "XBP_DEVICE": "device9"}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "mnist.py")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == ("error: backend 'numpy' has no device 'device9': choose one of cpu "
+                           "(set XBP_DEVICE or pass device= to xbp.set_backend).\n")

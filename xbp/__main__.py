@@ -23,9 +23,12 @@ def _devices(name: str, xp: Any) -> list[str]:
 def info(out: Any = sys.stdout) -> int:
     """Print what xbp can run on here; returns 0."""
     print(f"xbp {xbp.__version__} (python {sys.version.split()[0]})", file=out)
-    device = backend.get_device()
-    print(f"selected backend: {backend.get_backend()}"
-          f"{'' if device is None else f' (device {device})'}  [XBP_BACKEND, XBP_DEVICE]", file=out)
+    try:
+        device = backend.get_device()
+        where = "" if device is None else f" (device {backend._device_label(device)})"
+    except BackendError as exc:
+        where = f" (cannot use the selected device: {exc})"
+    print(f"selected backend: {backend.get_backend()}{where}  [XBP_BACKEND, XBP_DEVICE]", file=out)
     print("backends:", file=out)
     for name, (module_name, _) in backend.BACKENDS.items():
         try:
