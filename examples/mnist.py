@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{history['train_acc'][-1]:.4f}, {seconds:.1f} s training "
           f"({np.median(history['seconds']):.3f} s per epoch, median)")
     if args.save is not None:
-        xbp.save_params(args.save, net.params)
+        xbp.save_params(args.save, net.state())
         print(f"saved the parameters to {args.save}")
     if args.plot is not None:
         plot(args.plot, history, f"{description} on {args.dataset} ({xbp.get_backend()})")

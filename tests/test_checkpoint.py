@@ -60,7 +60,8 @@ def test_parameters_of_another_net_are_refused(tmp_path):
     with pytest.raises(xbp.CheckpointError,
                        match=r"parameter 'W1' has shape \(5, 4\) but this net needs \(5, 8\)"):
         TwoLayerNet(5, 8, 3).set_params(xbp.load_params(path))
-    with pytest.raises(xbp.CheckpointError, match=r"names \['W1'\] but this net has"):
+    with pytest.raises(xbp.CheckpointError, match=r"the file has \['W1'\] but this net has "
+                       r"\['W1', 'W2', 'b1', 'b2'\]: load a file saved from the same kind"):
         TwoLayerNet(5, 4, 3).set_params({"W1": np.ones((5, 4))})
 
 
@@ -74,3 +75,33 @@ def test_a_failed_save_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError, match="device lost"):
         xbp.save_params(tmp_path / "net.npz", {"W1": np.ones(2), "W2": Unsaveable()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_batchnorm_running_statistics_travel_with_the_state(tmp_path):
+    from xbp.nets import MultiLayerNet
+    from xbp.optimizers import SGD
+
+    rng = np.random.default_rng(0)
+    x, t = rng.uniform(size=(20, 6)).astype(np.float32), rng.integers(0, 3, size=20)
+    net = MultiLayerNet(6, [5, 4], 3, use_batchnorm=True, seed=1)
+    for _ in range(5):
+        SGD(lr=0.1).update(net.params, net.gradient(x, t))
+    assert net.state()["BatchNorm1.running_var"] is net.layers["BatchNorm1"].running_var
+    path = tmp_path / "net.npz"
+    xbp.save_params(path, net.state())
+    with xbp.using_backend("array_api_strict", device="device1"):
+        other = MultiLayerNet(6, [5, 4], 3, use_batchnorm=True, seed=7).set_params(xbp.load_params(path))
+    assert xbp.device(other.layers["BatchNorm2"].running_mean) == other.device
+    got = xbp.to_cpu(other.predict(xbp.to_device(x, other.device)))
+    np.testing.assert_allclose(got, xbp.to_cpu(net.predict(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_a_batchnorm_net_refuses_parameters_without_their_running_statistics(tmp_path):
+    from xbp.nets import MultiLayerNet
+
+    net = MultiLayerNet(6, [5], 3, use_batchnorm=True, seed=1)
+    path = tmp_path / "params-only.npz"
+    xbp.save_params(path, net.params)
+    with pytest.raises(xbp.CheckpointError, match=r"save it with xbp.save_params\(path, net.state\(\)\), "
+                       r"which includes the running statistics"):
+        MultiLayerNet(6, [5], 3, use_batchnorm=True).set_params(xbp.load_params(path))

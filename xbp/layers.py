@@ -212,8 +212,7 @@ class BatchNormalization:
                     dx = dxn / std                                       (inference)
 
     `x` may be N-D: it is seen as (N, -1), as in the book, and `dx` comes back in x's shape. The
-    running statistics start at zero (the book's choice) and are made on the first forward pass, in
-    x's dtype and on its device.
+    running statistics start at zero (the book's choice), in gamma's dtype and on its device.
     """
 
     buffers = ("running_mean", "running_var")  # state kept between calls: moved and cast with the net
@@ -223,8 +222,9 @@ class BatchNormalization:
         self.gamma = gamma
         self.beta = beta
         self.momentum = momentum
-        self.running_mean = running_mean
-        self.running_var = running_var
+        # The book starts the running statistics at zero; they live where gamma lives, from the start.
+        self.running_mean = array_namespace(gamma).zeros_like(gamma) if running_mean is None else running_mean
+        self.running_var = array_namespace(gamma).zeros_like(gamma) if running_var is None else running_var
         self.eps = eps  # the book's 10e-7
         self.input_shape: tuple[int, ...] = ()
         self.train_flg = True
@@ -238,9 +238,6 @@ class BatchNormalization:
         self.input_shape = tuple(x.shape)
         if x.ndim != 2:
             x = xp.reshape(x, (x.shape[0], -1))
-        if self.running_mean is None:
-            self.running_mean = xp.zeros(x.shape[1], dtype=x.dtype, device=device(x))
-            self.running_var = xp.zeros(x.shape[1], dtype=x.dtype, device=device(x))
         if train_flg:
             mu = xp.mean(x, axis=0)
             xc = x - mu

@@ -136,21 +136,39 @@ class Net:
         clone._map_buffers(lambda value: _astype(value, dtype))
         return clone
 
+    def state(self) -> dict[str, Any]:
+        """Everything that rebuilds the net's predictions, to save with `xbp.save_params`: `params`,
+        and the layers' buffers (BatchNormalization's running statistics) as '<layer>.<buffer>'."""
+        return {**self.params, **self._buffers()}
+
     def set_params(self, params: dict[str, Any]) -> Net:
-        """Take `params` (as `xbp.load_params` returns them) onto the net's device and dtype."""
-        if set(params) != set(self.params):
-            raise CheckpointError(f"the parameters have names {sorted(params)} but this net has "
-                                  f"{sorted(self.params)}: load a file saved from the same kind of net.")
+        """Take `params` (as `xbp.load_params` returns `params` or `state()`) onto the net's device
+        and dtype; a net with buffers needs them too, so that no statistic is silently left at zero."""
+        own = {**self.params, **self._buffers()}
+        if set(params) != set(own):
+            missing = sorted(set(own) - set(params))
+            hint = ("save it with xbp.save_params(path, net.state()), which includes the running "
+                    "statistics" if missing and all("." in key for key in missing)
+                    else "load a file saved from the same kind of net")
+            raise CheckpointError(f"the file has {sorted(params)} but this net has {sorted(own)}: {hint}.")
         for key, value in params.items():
-            if tuple(value.shape) != tuple(self.params[key].shape):
+            if tuple(value.shape) != tuple(own[key].shape):
                 raise CheckpointError(f"parameter {key!r} has shape {tuple(value.shape)} but this net "
-                                      f"needs {tuple(self.params[key].shape)}: build the net with the "
+                                      f"needs {tuple(own[key].shape)}: build the net with the "
                                       "sizes it was saved with.")
-            own = self.params[key]
-            xp = array_namespace(own)
-            self.params[key] = xp.astype(backend.to_device(value, backend.device(own)), own.dtype)
+            xp = array_namespace(own[key])
+            moved = xp.astype(backend.to_device(value, backend.device(own[key])), own[key].dtype)
+            if key in self.params:
+                self.params[key] = moved
+            else:
+                layer, attr = key.split(".", 1)
+                setattr(self.layers[layer], attr, moved)
         self._bind()
         return self
+
+    def _buffers(self) -> dict[str, Any]:
+        return {f"{name}.{attr}": getattr(layer, attr)
+                for name, layer in self.layers.items() for attr in getattr(layer, "buffers", ())}
 
     def _bind(self) -> None:
         """Point each layer at the arrays in `params`."""
