@@ -24,10 +24,7 @@ def sigmoid(x: Any) -> Any:
 
 def log_softmax(x: Any) -> Any:
     """x - log(sum(exp(x))) along the last axis, with the row maximum subtracted first."""
-    return _log_softmax(array_namespace(x), x)
-
-
-def _log_softmax(xp: ModuleType, x: Any) -> Any:
+    xp = array_namespace(x)
     shifted = x - xp.max(x, axis=-1, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 

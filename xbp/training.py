@@ -26,6 +26,9 @@ class Trainable(Protocol):
     params: dict[str, Any]
     last_layer: Any
 
+    @property
+    def device(self) -> Any: ...
+
     def predict(self, x: Any) -> Any: ...
     def gradient(self, x: Any, t: Any) -> dict[str, Any]: ...
 
@@ -56,7 +59,7 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     if steps == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the {n} training samples.")
 
-    where = _device_of(net)
+    where = net.device
     classes = _check_labels(net, x, t, "train")
     x, t = backend.to_device(x, where), backend.to_device(t, where)
     if eval is not None:
@@ -116,7 +119,7 @@ def evaluate(net: Trainable, x: Any, t: Any, batch_size: int = 1000) -> float:
 def _check_labels(net: Trainable, x: Any, t: Any, name: str, classes: int | None = None) -> int:
     """Check the labels once, on the host, against the number of classes the net predicts."""
     if classes is None:
-        classes = int(net.predict(backend.to_device(x[:1, ...], _device_of(net))).shape[1])
+        classes = int(net.predict(backend.to_device(x[:1, ...], net.device)).shape[1])
     host = backend.to_cpu(t)
     if host.ndim == 1:
         if not np.issubdtype(host.dtype, np.integer):
@@ -128,10 +131,6 @@ def _check_labels(net: Trainable, x: Any, t: Any, name: str, classes: int | None
     elif host.shape[1:] != (classes,):
         raise ValueError(f"{name} one-hot labels have shape {host.shape}; the net has {classes} outputs.")
     return classes
-
-
-def _device_of(net: Trainable) -> Any:
-    return backend.device(next(iter(net.params.values())))
 
 
 def _epoch_line(epoch: int, epochs: int, history: dict[str, list[float]]) -> str:
