@@ -26,6 +26,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """An empty cache under tmp_path, no $XBP_DATA_DIR, no backoff; returns the cache root."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("XBP_DATA_DIR", raising=False)
+    monkeypatch.delenv("XBP_MIRRORS", raising=False)
     monkeypatch.setattr(download_module, "BACKOFF_S", 0.0)
     return tmp_path / "cache" / "xbp"
 

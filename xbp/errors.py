@@ -21,3 +21,14 @@ class DatasetError(XbpError, ValueError):
 
 class CheckpointError(XbpError, ValueError):
     """A parameter file is truncated, foreign, or does not fit the net it is loaded into."""
+
+
+class DownloadError(DatasetError):
+    """No mirror served a verified copy of a data set file (offline, or every mirror failed).
+
+    `failures` holds (url, reason) for each URL tried.
+    """
+
+    def __init__(self, message: str, failures: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures

@@ -9,7 +9,7 @@ A download goes into a temporary file next to its destination, is checked, and o
 renamed into place (`os.replace` is atomic), so an interrupted or corrupted transfer never
 leaves a file that a later run would trust. Connection errors, cut-off transfers and HTTP 5xx
 are retried with exponential backoff; a 404 or a file that fails its check moves on to the next
-mirror. When every mirror fails, one DatasetError lists each URL with its error.
+mirror. When every mirror fails, one DownloadError lists each URL with its error.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from urllib.request import Request, urlopen
 import numpy as np
 
 from xbp.datasets.idx import idx_header, read_idx
-from xbp.errors import DatasetError
+from xbp.errors import DatasetError, DownloadError
 from xbp.progress import ProgressBar
 
 ATTEMPTS = 3  # per mirror, for errors worth retrying
@@ -115,8 +115,8 @@ def download_file(spec: FileSpec, mirrors: Sequence[str], folder: str | os.PathL
                   timeout_s: float = TIMEOUT_S, hint: str = "", progress: bool = True) -> Path:
     """Fetch `spec.filename` from the first mirror (a base URL) that serves a verified copy.
 
-    Returns `folder / spec.filename`. Raises DatasetError listing every URL tried, followed by
-    `hint`, when no mirror works. `backoff_s` defaults to the module's BACKOFF_S.
+    Returns `folder / spec.filename`. Raises DownloadError (a DatasetError) listing every URL
+    tried, followed by `hint`, when no mirror works. `backoff_s` defaults to the module's BACKOFF_S.
     """
     backoff_s = BACKOFF_S if backoff_s is None else backoff_s
     folder = Path(folder)
@@ -141,10 +141,10 @@ def download_file(spec: FileSpec, mirrors: Sequence[str], folder: str | os.PathL
             except _MirrorError as err:
                 reason = str(err)
                 break
-        failures.append(f"  {url}: {reason}")
-    tried = "\n".join(failures) if failures else "  (no mirrors configured)"
+        failures.append((url, reason))
+    tried = "\n".join(f"  {url}: {reason}" for url, reason in failures) or "  (no mirrors configured)"
     message = f"could not download {spec.filename} into {folder}; tried:\n{tried}"
-    raise DatasetError(message + (f"\n{hint}" if hint else ""))
+    raise DownloadError(message + (f"\n{hint}" if hint else ""), tuple(failures))
 
 
 def _fetch(url: str, spec: FileSpec, destination: Path, timeout_s: float,

@@ -6,7 +6,9 @@ Each of the four files (training images and labels, test images and labels) is l
 (`$XDG_CACHE_HOME/xbp/<data set>/`, by default `~/.cache/xbp/<data set>/`) and, for
 Fashion-MNIST, the Debian package's `/usr/share/datasets/fashion-mnist/`. Every file is checked
 against the pinned hashes in FILES. A file that is missing is downloaded into
-`data_dir/<data set>/` when `data_dir` is given, else into the cache.
+`data_dir/<data set>/` when `data_dir` is given, else into the cache, from the mirrors in MIRRORS
+or, when `$XBP_MIRRORS` is set, from its comma-separated base URLs instead (`{dataset}` in a URL
+stands for the data set's name), e.g. a local copy: `XBP_MIRRORS=http://host/data/{dataset}/`.
 """
 
 from __future__ import annotations
@@ -108,6 +110,14 @@ def search_dirs(dataset: str, data_dir: str | os.PathLike[str] | None = None) ->
     return list(dict.fromkeys(dirs))
 
 
+def mirrors(dataset: str) -> tuple[str, ...]:
+    """The base URLs tried for `dataset`: those of `$XBP_MIRRORS` when set, else MIRRORS[dataset]."""
+    override = os.environ.get("XBP_MIRRORS", "").strip()
+    if not override:
+        return MIRRORS[dataset]
+    return tuple(url.strip().replace("{dataset}", dataset) for url in override.split(",") if url.strip())
+
+
 def _check_dataset(dataset: str) -> None:
     if dataset not in FILES:
         valid = ", ".join(repr(name) for name in FILES)
@@ -142,7 +152,7 @@ def load_file(spec: FileSpec, dataset: str, data_dir: str | os.PathLike[str] | N
         raise DatasetError(f"{dataset}: {spec.filename} (or {spec.name}) not found; looked in:\n"
                            f"{looked}\nPass download=True to fetch it into {target}. "
                            f"{OFFLINE_HINT}")
-    path = _download.download_file(spec, MIRRORS[dataset], target, hint=OFFLINE_HINT)
+    path = _download.download_file(spec, mirrors(dataset), target, hint=OFFLINE_HINT)
     return read_verified(path, spec)
 
 
