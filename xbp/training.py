@@ -3,8 +3,9 @@
 `fit` moves the data set to the net's device once. Each epoch it draws a permutation on the host
 from `numpy.random.default_rng(seed)` (so CPU and GPU runs see the same batches), moves the batch
 indices to the device in one piece, gathers each batch there, and adds each step's loss to a
-device scalar that is read back once per epoch. Labels are checked once, before training, instead
-of at every step. Evaluation also runs on the device, in batches.
+device scalar that stays there: the epoch's per-step losses are stacked and read back once per
+epoch, in one transfer. Labels are checked once, before training, instead of at every step.
+Evaluation also runs on the device, in batches.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     Each epoch visits every sample once in a random order (`len(x) // batch_size` steps; the last
     partial batch is dropped). The history holds, per epoch: `loss` (mean training loss over the
     epoch's steps), `train_acc` and `test_acc` (after the epoch; `test_acc` only with `eval`),
-    `seconds` (training time, without evaluation) and `samples_per_s`. With `progress`, a bar on
+    `seconds` (training time, without evaluation) and `samples_per_s`; `iter_loss` holds the loss of
+    every step, `steps` per epoch, read back once per epoch. With `progress`, a bar on
     stderr follows each epoch and `log` (default `print`) gets one line per epoch.
     """
     x, t = train
@@ -68,7 +70,7 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     xp = array_namespace(x, t)
 
     history: dict[str, list[float]] = {"loss": [], "train_acc": [], "test_acc": [], "seconds": [],
-                                       "samples_per_s": []}
+                                       "samples_per_s": [], "iter_loss": []}
     rng = np.random.default_rng(seed)
     checking, net.last_layer.check_labels = net.last_layer.check_labels, False  # checked above
     try:
@@ -78,17 +80,19 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
             bar = ProgressBar(steps, desc=f"epoch {epoch}/{epochs}", unit=" steps",
                               enabled=progress)
             start = time.perf_counter()
-            total = xp.zeros((), dtype=next(iter(net.params.values())).dtype, device=where)
+            step_losses = []  # device scalars: no read-back, no sync, until the epoch ends
             for step in range(steps):
                 index = batches[step, ...]
                 grads = net.gradient(xp.take(x, index, axis=0), xp.take(t, index, axis=0))
                 optimizer.update(net.params, grads)
-                total = total + net.last_layer.loss
+                step_losses.append(net.last_layer.loss)
                 bar.update()
-            loss = float(total) / steps  # the one read-back of the epoch
+            iter_loss = _read_back(xp, step_losses)  # the one read-back of the epoch
+            loss = float(np.sum(iter_loss, dtype=np.float64)) / steps
             seconds = time.perf_counter() - start
             bar.close()
             history["loss"].append(loss)
+            history["iter_loss"].extend(iter_loss.tolist())
             history["seconds"].append(seconds)
             history["samples_per_s"].append(steps * batch_size / seconds)
             history["train_acc"].append(evaluate(net, x, t))
@@ -114,6 +118,11 @@ def evaluate(net: Trainable, x: Any, t: Any, batch_size: int = 1000) -> float:
             labels = xp.argmax(labels, axis=1)
         correct = correct + xp.sum(xp.astype(predicted == labels, xp.int64))
     return int(correct) / n
+
+
+def _read_back(xp: Any, scalars: list[Any]) -> np.ndarray:
+    """The device scalars as one host float64 vector: one stack on the device, one transfer."""
+    return np.asarray(backend.to_cpu(xp.stack(scalars)), dtype=np.float64)
 
 
 def _check_labels(net: Trainable, x: Any, t: Any, name: str, classes: int | None = None) -> int:
