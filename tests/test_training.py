@@ -100,3 +100,24 @@ def test_three_epochs_of_the_books_defaults_on_fashion_mnist():
     net = TwoLayerNet(784, 50, 10, seed=0)
     history = fit(net, SGD(lr=0.1), (x, t), epochs=3, batch_size=100, seed=0, eval=test, progress=False)
     assert history["test_acc"][-1] >= 0.82, history
+
+
+def test_fit_keeps_every_steps_loss_and_reads_them_back_once_per_epoch(xp, monkeypatch):
+    import xbp.training as training
+
+    read_backs = []
+    original = training._read_back
+
+    def counting(namespace, scalars):
+        read_backs.append(len(scalars))
+        return original(namespace, scalars)
+
+    monkeypatch.setattr(training, "_read_back", counting)
+    x, t = blobs(n=200)
+    net = TwoLayerNet(8, 6, 3, weight_init_std=0.1, seed=2)
+    history = fit(net, SGD(lr=0.1), (x, t), epochs=3, batch_size=40, progress=False)
+    assert read_backs == [5, 5, 5]  # one transfer per epoch, of its 5 steps
+    iter_loss = np.asarray(history["iter_loss"])
+    assert iter_loss.shape == (15,) and np.all(np.isfinite(iter_loss))
+    np.testing.assert_allclose(iter_loss.reshape(3, 5).mean(axis=1), history["loss"], rtol=1e-12)
+    assert iter_loss[-1] < iter_loss[0]
