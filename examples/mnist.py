@@ -1,7 +1,9 @@
 """Train the book's two-layer network on MNIST (or Fashion-MNIST), on the CPU or a GPU.
 
 The defaults are the book's (chapter 5): 784 -> 50 -> 10, ReLU, softmax cross-entropy, SGD with
-lr 0.1, batches of 100, about 10,000 iterations. The backend comes from XBP_BACKEND (or
+lr 0.1, batches of 100, about 10,000 iterations. Without --dataset it trains on MNIST, or, when
+MNIST cannot be downloaded, on Fashion-MNIST (from --data-dir or Debian's dataset-fashion-mnist,
+installed with apt-get when run as root), and says so. The backend comes from XBP_BACKEND (or
 --backend), so the same command trains on numpy or on CuPy:
 
     python examples/mnist.py
@@ -13,15 +15,18 @@ lr 0.1, batches of 100, about 10,000 iterations. The backend comes from XBP_BACK
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import xbp
 from xbp.backend import device_name
-from xbp.datasets import load_mnist
+from xbp.datasets.fallback import load_training_data
 from xbp.nets import MultiLayerNet, Net, TwoLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
 from xbp.training import fit
@@ -34,7 +39,8 @@ BOOK_ITERATIONS = 10_000
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+    parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"],
+                        help="default: mnist, or fashion-mnist when MNIST cannot be downloaded")
     parser.add_argument("--backend", help="overrides XBP_BACKEND (numpy, cupy, torch, array_api_strict)")
     parser.add_argument("--device", help="a device of the backend: 1 or cuda:1 for CuPy, device1 for "
                         "array_api_strict (overrides XBP_DEVICE)")
@@ -55,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--data-dir", help="a folder holding the four .gz files (else the cache, "
                         "downloading what is missing)")
-    parser.add_argument("--save", type=Path, metavar="PATH", help="write the trained parameters (.npz)")
+    parser.add_argument("--save", type=Path, metavar="PATH", help="write the trained parameters (.npz), "
+                        "and what trained them beside it (PATH.json)")
     parser.add_argument("--plot", type=Path, metavar="PATH", help="write loss and accuracy curves (PNG)")
     parser.add_argument("--limit", type=int, metavar="N",
                         help="train on the first N images only (quick runs)")
@@ -76,25 +83,65 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 def plot(path: Path, history: dict[str, list[float]], title: str) -> None:
+    """Write the curves of `history` to the PNG `path`: a temporary file, fsync, then os.replace."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = range(1, len(history["loss"]) + 1)
-    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axes.plot(epochs, history["loss"], marker="o")
-    loss_axes.set(xlabel="epoch", ylabel="training loss", title="loss")
-    acc_axes.plot(epochs, history["train_acc"], marker="o", label="train")
-    acc_axes.plot(epochs, history["test_acc"], marker="s", linestyle="--", label="test")
-    acc_axes.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.0))
-    acc_axes.legend(loc="lower right")
-    figure.suptitle(title)
-    figure.tight_layout()
+    figure = curves(history, title)
     temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=100)
+    with open(temporary, "wb") as file:
+        figure.savefig(file, format="png", dpi=100)
+        file.flush()
+        os.fsync(file.fileno())
     temporary.replace(path)
     plt.close(figure)
+
+
+def curves(history: dict[str, list[float]], title: str) -> Any:
+    """Loss per iteration (raw and smoothed) and per epoch, and accuracy per epoch, on whole-epoch ticks."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = len(history["loss"])
+    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
+    iter_loss = np.asarray(history.get("iter_loss", []), dtype=np.float64)
+    if iter_loss.size:
+        steps = iter_loss.size // epochs
+        where = np.arange(1, iter_loss.size + 1) / steps  # in epochs: step k of epoch e is e - 1 + k/steps
+        window = max(1, steps // 10)
+        smooth = np.convolve(iter_loss, np.ones(window) / window, mode="valid")
+        loss_axes.plot(where, iter_loss, color="C0", alpha=0.25, linewidth=0.5, label="per iteration")
+        loss_axes.plot(where[window - 1:], smooth, color="C0", linewidth=1.2,
+                       label=f"mean of {window} iterations" if window > 1 else "per iteration")
+    loss_axes.plot(np.arange(1, epochs + 1) - 0.5, history["loss"], "o", color="C1",
+                   label="mean of the epoch")
+    loss_axes.set(xlabel="epoch", ylabel="training loss", title="loss")
+    loss_axes.legend(loc="upper right")
+    acc_axes.plot(range(1, epochs + 1), history["train_acc"], marker="o", label="train")
+    if history["test_acc"]:
+        acc_axes.plot(range(1, epochs + 1), history["test_acc"], marker="s", linestyle="--", label="test")
+    acc_axes.set(xlabel="epoch", ylabel="accuracy", title="accuracy (after each epoch)", ylim=(0, 1.0))
+    acc_axes.legend(loc="lower right")
+    for axes in (loss_axes, acc_axes):
+        axes.set_xlim(0, 1.03 * epochs)  # room for the last epoch's markers
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def write_metadata(path: Path, metadata: dict[str, object]) -> None:
+    """Write `metadata` as JSON to `path`: a temporary file, fsync, then os.replace."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(metadata, file, indent=2)
+        file.write("\n")
+        file.flush()
+        os.fsync(file.fileno())
+    temporary.replace(path)
 
 
 def build_net(args: argparse.Namespace) -> tuple[Net, str]:
@@ -133,9 +180,10 @@ def main(argv: list[str] | None = None) -> None:
 
     net, description = build_net(args)  # before the data, so a bad option fails at once
     try:
-        (x_train, t_train), (x_test, t_test) = load_mnist(dataset=args.dataset, data_dir=args.data_dir)
+        data = load_training_data(args.dataset, args.data_dir)
     except xbp.DatasetError as exc:
         sys.exit(f"error: {exc}")
+    (x_train, t_train), (x_test, t_test) = data.train, data.test
     if args.limit is not None:
         x_train, t_train = x_train[: args.limit], t_train[: args.limit]
     x_train, x_test = x_train.astype(args.dtype), x_test.astype(args.dtype)
@@ -145,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
     optimizer = OPTIMIZERS[args.optimizer](lr=lr)
     print(f"xbp {xbp.__version__}  backend {xbp.get_backend()}  device {device_name(xbp.get_device())}")
-    print(f"{args.dataset}: {len(x_train):,} training and {len(x_test):,} test images")
+    print(f"{data.dataset} from {data.source}: {len(x_train):,} training and {len(x_test):,} test images")
     print(f"{description} {args.dtype}, {args.optimizer} lr {lr}, batch "
           f"{args.batch_size}, {epochs} epochs ({epochs * steps:,} iterations), seed {args.seed}")
 
@@ -157,9 +205,15 @@ def main(argv: list[str] | None = None) -> None:
           f"({np.median(history['seconds']):.3f} s per epoch, median)")
     if args.save is not None:
         xbp.save_params(args.save, net.state())
-        print(f"saved the parameters to {args.save}")
+        write_metadata(args.save.with_name(args.save.name + ".json"), {
+            "dataset": data.dataset, "source": str(data.source), "net": description,
+            "dtype": args.dtype, "optimizer": args.optimizer, "lr": lr, "batch_size": args.batch_size,
+            "epochs": epochs, "seed": args.seed, "backend": xbp.get_backend(),
+            "train_acc": history["train_acc"][-1], "test_acc": history["test_acc"][-1],
+            "xbp": xbp.__version__})
+        print(f"saved the parameters to {args.save} (what trained them: {args.save}.json)")
     if args.plot is not None:
-        plot(args.plot, history, f"{description} on {args.dataset} ({xbp.get_backend()})")
+        plot(args.plot, history, f"{description} on {data.dataset} ({xbp.get_backend()})")
         print(f"wrote the curves to {args.plot}")
 
 
