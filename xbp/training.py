@@ -122,6 +122,8 @@ def evaluate(net: Trainable, x: Any, t: Any, batch_size: int = 1000) -> float:
 
 def _read_back(xp: Any, scalars: list[Any]) -> np.ndarray:
     """The device scalars as one host float64 vector: one stack on the device, one transfer."""
+    # On CuPy, stack is expand_dims views plus one concatenate, all queued without a host sync
+    # (cupy/cupy cupy/_manipulation/join.py, `def stack`); to_cpu is then the epoch's one sync.
     return np.asarray(backend.to_cpu(xp.stack(scalars)), dtype=np.float64)
 
 
