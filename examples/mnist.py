@@ -19,8 +19,9 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -90,13 +91,10 @@ def plot(path: Path, history: dict[str, list[float]], title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure = curves(history, title)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    with open(temporary, "wb") as file:
-        figure.savefig(file, format="png", dpi=100)
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
-    plt.close(figure)
+    try:
+        write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=100))
+    finally:
+        plt.close(figure)
 
 
 def curves(history: dict[str, list[float]], title: str) -> Any:
@@ -133,15 +131,17 @@ def curves(history: dict[str, list[float]], title: str) -> Any:
     return figure
 
 
-def write_metadata(path: Path, metadata: dict[str, object]) -> None:
-    """Write `metadata` as JSON to `path`: a temporary file, fsync, then os.replace."""
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call `write` on a temporary file beside `path`, fsync it, then rename it to `path` (os.replace)."""
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(metadata, file, indent=2)
-        file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
+    try:
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # gone already after os.replace
 
 
 def build_net(args: argparse.Namespace) -> tuple[Net, str]:
@@ -205,12 +205,14 @@ def main(argv: list[str] | None = None) -> None:
           f"({np.median(history['seconds']):.3f} s per epoch, median)")
     if args.save is not None:
         xbp.save_params(args.save, net.state())
-        write_metadata(args.save.with_name(args.save.name + ".json"), {
-            "dataset": data.dataset, "source": str(data.source), "net": description,
-            "dtype": args.dtype, "optimizer": args.optimizer, "lr": lr, "batch_size": args.batch_size,
-            "epochs": epochs, "seed": args.seed, "backend": xbp.get_backend(),
-            "train_acc": history["train_acc"][-1], "test_acc": history["test_acc"][-1],
-            "xbp": xbp.__version__})
+        metadata = {
+            "dataset": data.dataset, "source": str(data.source), "train_images": len(x_train),
+            "net": description, "dtype": args.dtype, "optimizer": args.optimizer, "lr": lr,
+            "batch_size": args.batch_size, "epochs": epochs, "seed": args.seed,
+            "backend": xbp.get_backend(), "train_acc": history["train_acc"][-1],
+            "test_acc": history["test_acc"][-1], "xbp": xbp.__version__}
+        write_atomically(args.save.with_name(args.save.name + ".json"),
+                         lambda file: file.write(json.dumps(metadata, indent=2).encode() + b"\n"))
         print(f"saved the parameters to {args.save} (what trained them: {args.save}.json)")
     if args.plot is not None:
         plot(args.plot, history, f"{description} on {data.dataset} ({xbp.get_backend()})")

@@ -81,7 +81,7 @@ def test_offline_run_names_its_data_set_in_the_header_the_metadata_and_the_plot(
     assert f"fashion-mnist from {FASHION}: 1,000 training and 10,000 test images" in lines
     metadata = json.loads((tmp_path / "net.npz.json").read_text())
     assert metadata["dataset"] == "fashion-mnist" and metadata["source"] == str(FASHION)
-    assert metadata["epochs"] == 2 and 0 < metadata["test_acc"] <= 1
+    assert metadata["epochs"] == 2 and metadata["train_images"] == 1000 and 0 < metadata["test_acc"] <= 1
     assert (tmp_path / "curves.png").is_file()
     assert sorted(os.listdir(tmp_path)) == ["cache", "curves.png", "net.npz", "net.npz.json"]
 
