@@ -5,7 +5,7 @@ there, as a new user would run it: ci/train makes the clone's own .venv and inst
 (pip's cache is reused; the package index is whatever pip is configured with), MNIST cannot be
 downloaded ($XBP_MIRRORS points at 127.0.0.1 where nothing listens, and the xbp cache is empty),
 so the run says so and trains on Fashion-MNIST from Debian's package. It costs a venv and an
-install: about 30 s of CPU.
+install: about 30 s of CPU. A clone holds what is committed: uncommitted changes are not tested here.
 """
 
 from __future__ import annotations
