@@ -13,16 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from tests._e2e import E2E_BACKEND, E2E_DEVICE, needs_fashion
+
 ROOT = Path(__file__).resolve().parents[1]
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-needs_fashion = pytest.mark.skipif(
-    not FASHION.is_dir(), reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
-E2E_BACKEND = os.environ.get("XBP_E2E_BACKEND", "").strip() or "numpy"
-E2E_DEVICE = os.environ.get("XBP_E2E_DEVICE", "").strip() or None
 
 
 def run_example(name: str, *args: str, backend: str | None = None, device: str | None = None) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     env.pop("XBP_BACKEND", None)
     env.pop("XBP_DEVICE", None)
     if backend:
