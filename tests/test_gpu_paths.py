@@ -176,3 +176,25 @@ def test_device_name_names_the_selected_or_current_device(xp):
         assert name.endswith(f"({xbp.get_device()})")
     else:
         assert f"({xbp.get_backend()} " in name
+
+
+def test_ci_gpu_stops_at_once_where_cupy_cannot_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    try:
+        xbp.get_namespace("cupy")
+    except xbp.BackendError:
+        pass
+    else:
+        pytest.skip("CuPy runs here: ci/gpu would run the whole GPU check, which is not a unit test")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHON": sys.executable, "XBP_GPU_PACK": str(tmp_path / "no-pack")}
+    done = subprocess.run([str(root / "ci" / "gpu"), str(tmp_path / "out")], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "ci/gpu: backend 'cupy' " in done.stdout
+    assert "cupy cannot run here (the line above says why)" in done.stdout
+    assert (tmp_path / "out" / "gpu.log").read_text().count("cupy cannot run here") == 1
