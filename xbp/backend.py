@@ -116,8 +116,8 @@ _probed: set[tuple[str, str]] = set()  # (backend, device label) where training'
 def _probe(name: str, xp: ModuleType, dev: Any) -> None:
     """Run a matmul and an elementwise kernel once on a GPU device (None: the current one), so that
     a missing CUDA library is a BackendError with the fix at selection, not at the first step."""
-    if name == "torch" and not str(dev).startswith("cuda"):
-        return
+    if not (name == "cupy" or (name == "torch" and str(dev).startswith("cuda"))):
+        return  # only GPUs load libraries at the first kernel
     key = (name, "current" if dev is None else _device_label(dev))
     if key in _probed:
         return
