@@ -10,6 +10,7 @@ The matmul floor is the epoch's FLOPs over the large-sgemm rate measured here.
 
     python examples/benchmark.py --dataset fashion-mnist --rounds 5
     XBP_BACKEND=cupy python examples/benchmark.py        # xbp on the GPU, torch on CUDA
+    XBP_BACKEND=torch XBP_DEVICE=cuda:0 python examples/benchmark.py   # xbp on torch CUDA
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def main() -> None:
             import torch
         except ImportError:
             print("torch is not installed: PyTorch is left out (pip install torch)")
-    gpu = backend_name == "cupy"
+    gpu = on_gpu()
     torch_device = "cuda" if gpu else "cpu"
     if torch is not None and not gpu:
         torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -204,10 +205,10 @@ def main() -> None:
             # library's worker threads may still be spinning when the next one starts).
             for name in shuffle.permutation(names):
                 run = contenders[name]
-                _sync(torch, gpu)
+                _sync(torch, gpu, backend_name)
                 start = time.perf_counter()
                 own_clock = run(round_)
-                _sync(torch, gpu)
+                _sync(torch, gpu, backend_name)
                 elapsed = time.perf_counter() - start
                 times.setdefault(name, []).append(elapsed if own_clock is None else own_clock)
             round_ += 1
@@ -234,13 +235,23 @@ def _untimed(_loss: float) -> None:
     return None
 
 
-def _sync(torch, gpu: bool) -> None:
-    if gpu:
+def on_gpu() -> bool:
+    """True when xbp trains on a GPU: CuPy, or torch on a CUDA device (XBP_DEVICE=cuda:0)."""
+    return xbp.get_backend() == "cupy" or str(xbp.get_device()).startswith("cuda")
+
+
+def _sync(torch, gpu: bool, backend_name: str) -> None:
+    """Wait for every GPU queue that a contender may have filled (no-op on the CPU)."""
+    if not gpu:
+        return
+    if backend_name == "cupy":
         import cupy
 
         cupy.cuda.Device().synchronize()
-        if torch is not None:
-            torch.cuda.synchronize()
+    if torch is not None or backend_name == "torch":  # torch eager; xbp itself on torch CUDA
+        import torch as torch_module
+
+        torch_module.cuda.synchronize()
 
 
 if __name__ == "__main__":

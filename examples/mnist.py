@@ -171,14 +171,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     check_outputs(args)
     try:
-        if args.backend or args.device:
-            xbp.set_backend(args.backend or xbp.get_backend(), device=args.device)
-        xbp.get_namespace()  # load the backend and find the device now, before any work
-        xbp.get_device()
+        # load the backend, find the device and run a kernel on it now, before any work
+        device = args.device or (None if args.backend else xbp.get_device())  # XBP_DEVICE
+        xbp.set_backend(args.backend or xbp.get_backend(), device=device)
     except xbp.BackendError as exc:
         sys.exit(f"error: {exc}")
 
-    net, description = build_net(args)  # before the data, so a bad option fails at once
+    try:
+        net, description = build_net(args)  # before the data, so a bad option fails at once
+    except (xbp.XbpError, RuntimeError) as exc:  # CUDA errors (out of memory, ...) are RuntimeErrors
+        sys.exit(f"error: cannot make the net on {xbp.get_backend()}: {exc}")
     try:
         data = load_training_data(args.dataset, args.data_dir)
     except xbp.DatasetError as exc:

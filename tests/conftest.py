@@ -1,12 +1,14 @@
 """One `xp` fixture over every array namespace present here; the tests are written once.
 
 numpy and array_api_strict always run. CuPy runs where a CUDA device is present (marked `gpu`,
-skipped with the reason otherwise); torch where it is installed. `XBP_TEST_BACKENDS=numpy,cupy`
-limits the list (ci/gpu uses it).
+skipped with the reason otherwise); torch where it is installed, and `torch:cuda` (torch on its
+first CUDA device, marked `gpu`) where torch is installed and sees a CUDA device.
+`XBP_TEST_BACKENDS=numpy,cupy,torch:cuda` limits the list (ci/gpu uses it).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from types import ModuleType
 
@@ -16,13 +18,16 @@ import xbp
 from xbp.errors import BackendError
 
 _ALL = ["numpy", "array_api_strict", "torch", "cupy"]
+_DEVICES = {"torch:cuda": ("torch", "cuda:0")}  # fixture id -> (backend, device)
+if importlib.util.find_spec("torch") is not None:  # found without importing it
+    _ALL.append("torch:cuda")
 
 
 def _params() -> list:
     wanted = [n for n in os.environ.get("XBP_TEST_BACKENDS", "").split(",") if n] or _ALL
     params = []
     for name in wanted:
-        marks = [pytest.mark.gpu] if name == "cupy" else []
+        marks = [pytest.mark.gpu] if name in ("cupy", *_DEVICES) else []
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 
@@ -30,12 +35,16 @@ def _params() -> list:
 @pytest.fixture(params=_params())
 def xp(request: pytest.FixtureRequest) -> ModuleType:
     """The Array API namespace of one backend, selected for new arrays while the test runs."""
-    name = request.param
+    name, device = _DEVICES.get(request.param, (request.param, None))
     try:
         namespace = xbp.get_namespace(name)
+        if device is not None:
+            with xbp.using_backend(name, device):  # checks the device now, to skip with the reason
+                pass
     except BackendError as exc:
         if name in ("numpy", "array_api_strict"):
             raise  # these two must always run
-        pytest.skip(f"{name} cannot load here: {str(exc).split(': ', 1)[-1].split('. Fix')[0]}")
-    with xbp.using_backend(name):
+        pytest.skip(f"{request.param} cannot load here: "
+                    f"{str(exc).split(': ', 1)[-1].split('. Fix')[0]}")
+    with xbp.using_backend(name, device):
         yield namespace

@@ -331,7 +331,8 @@ def test_device_rng_is_seeded_with_the_dtype_and_device_of_like(xp, dtype):
     values = xbp.to_cpu(first)
     np.testing.assert_array_equal(values, xbp.to_cpu(again))
     assert values.min() >= 0.0 and values.max() < 1.0
-    if xbp.get_backend() != "cupy":  # CuPy draws on the GPU with its own generator
+    on_gpu = xbp.get_backend() == "cupy" or str(xbp.device(like)).startswith("cuda")
+    if not on_gpu:  # CuPy and torch CUDA draw on the GPU with their own generators
         np.testing.assert_array_equal(values, np.random.default_rng(5).random((3, 4), dtype=values.dtype))
 
 

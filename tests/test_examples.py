@@ -1,4 +1,8 @@
-"""The examples print the book's numbers, and the MNIST example trains on any backend."""
+"""The examples print the book's numbers, and the MNIST example trains on any backend.
+
+The end-to-end tests (real data through an example) run on the backend `XBP_E2E_BACKEND` names
+(default numpy; ci/gpu sets cupy), with the device `XBP_E2E_DEVICE` names, if any.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from tests._e2e import E2E_BACKEND, E2E_DEVICE, needs_fashion
+
 ROOT = Path(__file__).resolve().parents[1]
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-needs_fashion = pytest.mark.skipif(
-    not FASHION.is_dir(), reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
 
 
 def run_example(name: str, *args: str, backend: str | None = None, device: str | None = None) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     env.pop("XBP_BACKEND", None)
     env.pop("XBP_DEVICE", None)
     if backend:
@@ -42,7 +46,9 @@ def test_buy_apple_orange_prints_the_books_numbers():
 
 @needs_fashion
 def test_gradient_check_on_real_digits_is_of_the_books_order():
-    lines = run_example("gradient_check.py", "--dataset", "fashion-mnist").splitlines()
+    lines = run_example("gradient_check.py", "--dataset", "fashion-mnist", backend=E2E_BACKEND,
+                        device=E2E_DEVICE).splitlines()
+    assert f"backend {E2E_BACKEND}," in lines[0]
     diffs = dict(line.split(":") for line in lines[1:])
     assert list(diffs) == ["W1", "b1", "W2", "b2"]
     assert all(float(value) < 1e-7 for value in diffs.values()), diffs
@@ -70,9 +76,32 @@ def test_mnist_example_reports_a_missing_backend_without_a_traceback():
 @needs_fashion
 def test_mnist_example_trains_a_deeper_net_with_batchnorm_dropout_and_adam():
     out = run_example("mnist.py", "--dataset", "fashion-mnist", "--limit", "3000", "--epochs", "1",
-                      "--layers", "100,100,100", "--batchnorm", "--dropout", "0.2", "--optimizer", "adam")
+                      "--layers", "100,100,100", "--batchnorm", "--dropout", "0.2", "--optimizer", "adam",
+                      backend=E2E_BACKEND, device=E2E_DEVICE)
+    assert f"backend {E2E_BACKEND} " in out
     assert "MultiLayerNet 784-100-100-100-10 (batchnorm, dropout 0.2) float32, adam lr 0.001" in out
     assert float(out.split("test accuracy ")[1].split(",")[0]) > 0.5
+
+
+@needs_fashion
+def test_mnist_example_reaches_the_bar_and_its_checkpoint_predicts_the_same_on_the_cpu(tmp_path):
+    """The book's defaults, 3 epochs of Fashion-MNIST on the end-to-end backend, to the bar of
+    test_training's run on the CPU; the saved parameters, loaded into a numpy net, score the same."""
+    out = run_example("mnist.py", "--dataset", "fashion-mnist", "--epochs", "3", "--no-progress",
+                      "--save", str(tmp_path / "net.npz"), backend=E2E_BACKEND, device=E2E_DEVICE)
+    assert f"backend {E2E_BACKEND} " in out
+    accuracy = float(out.split("test accuracy ")[1].split(",")[0])
+    assert accuracy >= 0.82, out
+
+    import xbp
+    from xbp.datasets import load_mnist
+    from xbp.nets import TwoLayerNet
+    from xbp.training import evaluate
+
+    _, (x_test, t_test) = load_mnist(dataset="fashion-mnist")
+    with xbp.using_backend("numpy"):
+        net = TwoLayerNet(784, 50, 10).set_params(xbp.load_params(tmp_path / "net.npz"))
+    assert evaluate(net, x_test, t_test) == pytest.approx(accuracy, abs=2e-3)  # float32 on another device
 
 
 def test_mnist_example_rejects_malformed_layers():

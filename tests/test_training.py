@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import xbp
+from tests._e2e import E2E_BACKEND, E2E_DEVICE, needs_fashion
 from xbp.nets import TwoLayerNet
 from xbp.optimizers import SGD
 from xbp.training import evaluate, fit
@@ -91,13 +92,14 @@ def test_progress_bar_writes_one_line_when_not_a_terminal():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+@needs_fashion
 def test_three_epochs_of_the_books_defaults_on_fashion_mnist():
+    """On the end-to-end backend: XBP_E2E_BACKEND (default numpy; ci/gpu sets cupy), XBP_E2E_DEVICE."""
     from xbp.datasets import load_mnist
 
     (x, t), test = load_mnist(dataset="fashion-mnist")
-    net = TwoLayerNet(784, 50, 10, seed=0)
+    with xbp.using_backend(E2E_BACKEND, E2E_DEVICE):
+        net = TwoLayerNet(784, 50, 10, seed=0)
     history = fit(net, SGD(lr=0.1), (x, t), epochs=3, batch_size=100, seed=0, eval=test, progress=False)
     assert history["test_acc"][-1] >= 0.82, history
 

@@ -14,9 +14,11 @@ device or a driver that is too old is reported at once, with the fix, and never 
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from xbp import gpu_checks
 from xbp.errors import BackendError, DeviceMismatchError
 
 __all__ = [
@@ -33,10 +36,12 @@ __all__ = [
     "asarray",
     "device",
     "device_name",
+    "device_scope",
     "get_backend",
     "get_device",
     "get_namespace",
     "is_array",
+    "on_params_device",
     "set_backend",
     "to_cpu",
     "to_device",
@@ -47,11 +52,7 @@ __all__ = [
 # backend name -> (module to import, how to install it)
 BACKENDS: dict[str, tuple[str, str]] = {
     "numpy": ("numpy", 'pip install numpy (it comes with xbp: pip install "xbp")'),
-    "cupy": (
-        "cupy",
-        'pip install "xbp[cuda12]" (CUDA 12) or pip install "xbp[cuda13]" (CUDA 13), '
-        "on a machine with an NVIDIA GPU and driver",
-    ),
+    "cupy": ("cupy", f"{gpu_checks.CUDA_EXTRAS}, on a machine with an NVIDIA GPU and driver"),
     "array_api_strict": ("array_api_strict", 'pip install "xbp[test]" (or: pip install array-api-strict)'),
     "torch": ("torch", "pip install torch (see pytorch.org for the CUDA build)"),
     "jax.numpy": ("jax.numpy", 'pip install jax (or "jax[cuda12]")'),
@@ -100,17 +101,43 @@ def _load(name: str) -> ModuleType:
                            f"({exc}). Fix: {how_to_install}.") from exc
     try:
         probe = module.asarray([0.0])
-        return array_api_compat.array_namespace(probe)
+        xp = array_api_compat.array_namespace(probe)
     except Exception as exc:  # CUDA errors have no common base class across libraries
         raise BackendError(f"backend {name!r} is installed but cannot make an array: "
-                           f"{type(exc).__name__}: {exc}. {_device_hint(name)}") from exc
-
-
-def _device_hint(name: str) -> str:
+                           f"{_device_hint(name, exc)} ({type(exc).__name__}: {exc})") from exc
     if name == "cupy":
-        return ("It needs an NVIDIA GPU with a driver new enough for the installed CuPy "
-                "(check `nvidia-smi`; use xbp[cuda12] for CUDA 12 drivers, xbp[cuda13] for CUDA 13), "
-                "or choose XBP_BACKEND=numpy to run on the CPU.")
+        _probe(name, xp, None)
+    return xp
+
+
+_probed: set[tuple[str, str]] = set()  # (backend, device label) where training's kernels ran
+
+
+def _probe(name: str, xp: ModuleType, dev: Any) -> None:
+    """Run a matmul and an elementwise kernel once on a GPU device (None: the current one), so that
+    a missing CUDA library is a BackendError with the fix at selection, not at the first step."""
+    if not (name == "cupy" or (name == "torch" and str(dev).startswith("cuda"))):
+        return  # only GPUs load libraries at the first kernel
+    key = (name, "current" if dev is None else _device_label(dev))
+    if key in _probed:
+        return
+    try:
+        with device_scope(dev):
+            gpu_checks.probe(xp, dev)
+    except Exception as exc:  # cuBLAS, NVRTC and driver errors have no common base class
+        raise BackendError(f"backend {name!r} can make an array but cannot run what training runs "
+                           f"(a float32 matmul through cuBLAS and an elementwise kernel compiled by "
+                           f"NVRTC) on {key[1]}: {type(exc).__name__}: {exc}. "
+                           f"{_device_hint(name, exc)}") from exc
+    _probed.add(key)
+
+
+def _device_hint(name: str, exc: BaseException) -> str:
+    if name == "cupy":
+        return gpu_checks.explain(exc)
+    if name == "torch":
+        return ("Check that this torch is a CUDA build (torch.version.cuda) and that "
+                "torch.cuda.is_available(); or choose XBP_BACKEND=numpy to run on the CPU.")
     return "Choose another backend, e.g. XBP_BACKEND=numpy."
 
 
@@ -130,24 +157,46 @@ def set_backend(name: str, device: Any = None) -> None:
     """Select the backend (and optionally its device) where new arrays are made.
 
     `device` is a device object of that backend, or a string naming one: `"device1"` for
-    array-api-strict, `1` / `"1"` / `"cuda:1"` for CuPy, `"cuda:0"` for torch.
+    array-api-strict, `1` / `"1"` / `"cuda:1"` for CuPy, `"cuda:0"` for torch. A GPU device is
+    checked at once (it exists, and a matmul and an elementwise kernel run on it); on CuPy it also
+    becomes the current device of this thread, where CuPy runs kernels and makes new arrays.
     """
     global _selected
     key = _canonical(name)
     xp = get_namespace(key)
-    _selected = _Selection(key, None if device is None else _resolve_device(key, xp, device))
+    chosen = None if device is None else _resolve_device(key, xp, device)
+    if chosen is not None:
+        _probe(key, xp, chosen)
+    _selected = _Selection(key, chosen)
+    if key == "cupy" and chosen is not None:
+        chosen.use()  # cupy.cuda.Device.use: runtime.setDevice (cupy/cuda/device.pyx:190-196, v14.2.0)
 
 
 @contextlib.contextmanager
 def using_backend(name: str, device: Any = None) -> Iterator[ModuleType]:
-    """Select a backend inside a `with` block and restore the previous one after it, also on errors."""
+    """Select a backend inside a `with` block and restore the previous one after it, also on errors
+    (on CuPy, the chosen GPU is the current device inside the block, and the previous one after it)."""
     global _selected
     previous = _selected
-    set_backend(name, device)
-    try:
-        yield get_namespace()
-    finally:
-        _selected = previous
+    with _current_device_kept(_canonical(name)):
+        set_backend(name, device)
+        try:
+            yield get_namespace()
+        finally:
+            _selected = previous
+
+
+@contextlib.contextmanager
+def _current_device_kept(name: str) -> Iterator[None]:
+    """Restore CuPy's current device after the block, when CuPy is loaded or is `name` (else a no-op)."""
+    if name == "cupy":
+        get_namespace("cupy")  # a BackendError with the fix, before anything else
+    if "cupy" not in _namespaces:
+        yield
+        return
+    cupy = importlib.import_module("cupy")
+    with cupy.cuda.Device():  # Device() is the current one; __exit__ makes it current again
+        yield
 
 
 def _resolve_device(name: str, xp: ModuleType, spec: Any) -> Any:
@@ -164,13 +213,29 @@ def _resolve_device(name: str, xp: ModuleType, spec: Any) -> Any:
         if text.isdigit() and getattr(candidate, "index", None) == int(text):
             return candidate
     if name == "torch":  # torch lists only the devices it has made; accept any it can parse
-        try:
-            return importlib.import_module("torch").device(text)
-        except (RuntimeError, TypeError):
-            pass
+        found = _torch_device(text)
+        if found is not None:
+            return found
     names = ", ".join(_device_label(d) for d in devices)
     raise BackendError(f"backend {name!r} has no device {spec!r}: choose one of {names} "
                        f"(set XBP_DEVICE or pass device= to xbp.set_backend).")
+
+
+def _torch_device(text: str) -> Any:
+    """The torch device `text` names, or None; a CUDA device must be one torch.cuda.device_count() sees."""
+    torch = importlib.import_module("torch")
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError):
+        return None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0 or (dev.index is not None and dev.index >= count):
+            seen = "no CUDA device" if count == 0 else f"CUDA devices cuda:0 to cuda:{count - 1}"
+            raise BackendError(f"backend 'torch' has no device {text!r}: torch sees {seen} here "
+                               f"(torch {torch.__version__}, CUDA build {torch.version.cuda}). "
+                               "Choose a device torch.cuda.device_count() counts, or 'cpu'.")
+    return dev
 
 
 def devices_of(name: str, xp: ModuleType) -> list[Any]:
@@ -254,13 +319,16 @@ def device(x: Any) -> Any:
 
 
 def device_name(dev: Any = None) -> str:
-    """A person's name for a device: the GPU's name and memory for CuPy, the CPU model otherwise."""
+    """A person's name for a device: the GPU's name and memory for CuPy, the CPU model otherwise.
+
+    Without `dev`, the selected device; on CuPy without a selected device, the current one.
+    """
     name = get_backend() if dev is None else _backend_of_device(dev)
     if dev is None:
         dev = get_device()
     if name == "cupy":
         cupy = importlib.import_module("cupy")
-        index = 0 if dev is None else dev.id
+        index = cupy.cuda.runtime.getDevice() if dev is None else dev.id
         props = cupy.cuda.runtime.getDeviceProperties(index)
         gib = props["totalGlobalMem"] / 2**30
         return f"{props['name'].decode()} (cuda:{index}, {gib:.0f} GiB)"
@@ -342,8 +410,17 @@ def to_device(x: Any, device: Any) -> Any:
 
 
 def to_gpu(x: Any, device: Any = None) -> Any:
-    """`x` as a CuPy array on GPU `device` (default: the current CUDA device)."""
-    return to_device(x, "cuda" if device is None else f"cupy:{getattr(device, 'id', device)}")
+    """`x` as a CuPy array on GPU `device` (an id or a cupy.cuda.Device; default: the current one).
+
+    It always means CuPy, whatever library `x` comes from (a torch CUDA tensor too, copied through
+    the host); to move a torch tensor to CUDA, use `to_device(x, "torch:cuda:0")`.
+    """
+    return to_device(x, _cupy_spec(device))
+
+
+def _cupy_spec(device: Any) -> str:
+    """The `to_device` spec of CuPy GPU `device` (an id, a cupy.cuda.Device, or None: the current one)."""
+    return "cupy" if device is None else f"cupy:{getattr(device, 'id', device)}"
 
 
 def _target_of(x: Any, spec: Any) -> tuple[str, Any]:
@@ -367,24 +444,84 @@ def _target_of(x: Any, spec: Any) -> tuple[str, Any]:
                        "'cuda:N', or '<backend>:<device>' such as 'array_api_strict:device1'.")
 
 
+# ---------------------------------------------------------------- the device that computes
+
+_NO_SCOPE = contextlib.nullcontext()
+
+
+def device_scope(where: Any = None) -> contextlib.AbstractContextManager[Any]:
+    """A `with` block in which CuPy computes on the GPU of `where` (a CuPy array or device; None: the
+    selected device); for every other library, and for numpy arrays, a block that changes nothing.
+
+    CuPy runs each kernel, and makes each new array, on the *current* device, whatever `device=` a
+    creation function was given (array-api-compat ignores it for CuPy's zeros/eye/...:
+    common/_helpers.py:709-712 at 1.16), and refuses, or warns about, an array on another GPU
+    (cupy/_core/_kernel.pyx:128-145 at v14.2.0). A cupy.cuda.Device is itself the context manager:
+    it makes its GPU current and restores the previous one on exit (cupy/cuda/device.pyx:177-188).
+    """
+    if type(where) is np.ndarray:
+        return _NO_SCOPE
+    if where is None:
+        if _selected.name != "cupy" or _selected.device is None:
+            return _NO_SCOPE
+        where = get_device()
+    module = type(where).__module__
+    if module.startswith("cupy.cuda"):  # a cupy.cuda.Device
+        return where
+    if module.startswith("cupy"):  # a cupy.ndarray: ndarray.device is its cupy.cuda.Device
+        return where.device
+    return _NO_SCOPE
+
+
+def on_params_device(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a method of a net (`self.params`), a function whose first argument is a net (`fit`),
+    or an optimizer's `update(self, params, grads)` to run inside `device_scope` of the first
+    parameter, so that a net on GPU 1 computes on GPU 1."""
+    @functools.wraps(method)
+    def on_device(self: Any, *args: Any, **kwargs: Any) -> Any:
+        params = getattr(self, "params", None)
+        if not isinstance(params, dict):
+            params = args[0] if args else kwargs["params"]
+        first = next(iter(params.values()), None)
+        if type(first) is np.ndarray:  # the hot path on the CPU
+            return method(self, *args, **kwargs)
+        with device_scope(first) if first is not None else _NO_SCOPE:
+            return method(self, *args, **kwargs)
+
+    return on_device
+
+
 # ---------------------------------------------------------------- random numbers where the arrays live
 
 class DeviceRNG:
     """Seeded uniform random numbers in [0, 1), drawn on the device of the array they are for.
 
     Randomness inside training (dropout masks) is drawn where the arrays live, so a GPU step costs no
-    host-to-device copy: CuPy draws with `cupy.random.default_rng(seed)` on the array's GPU, numpy with
-    `numpy.random.default_rng(seed)`. Any other library takes the portable path: a draw on the host with
+    host-to-device copy: CuPy draws with `cupy.random.default_rng(seed)` on the array's GPU, torch on
+    CUDA with a `torch.Generator` on the tensor's device, numpy with `numpy.random.default_rng(seed)`.
+    Any other library (torch on the CPU too) takes the portable path: a draw on the host with
     `numpy.random.default_rng(seed)`, copied to the array's device (`portable=True` forces that path
-    everywhere). The numpy and portable paths give the same numbers for one seed; CuPy's generator
-    gives other numbers, the same from run to run. One generator is kept per library and device, each
-    started from `seed` (None: fresh entropy).
+    everywhere). The numpy and portable paths give the same numbers for one seed on any machine.
+    CuPy's and torch's CUDA generators give other numbers, the same from run to run on the same GPU
+    model: CuPy's generator state has 8 * 256 * (number of multiprocessors) entries
+    (cupy/random/_bit_generator.pyx:78-81 at v14.2.0), so another GPU model draws another sequence.
+    One generator is kept per library and device, each started from `seed` (None: fresh entropy).
+
+    A copy (`copy.deepcopy`, as `Net.astype` and `gradient_check` make) starts every stream afresh
+    from `seed`, on every library alike: a GPU generator's state lives on its device behind a lock that
+    cannot be copied (cupy/random/_bit_generator.pyx:45), so none is copied, and the copy's first
+    numbers are the ones the original drew first.
     """
 
     def __init__(self, seed: int | None = None, *, portable: bool = False) -> None:
         self.seed = seed
         self.portable = portable
         self._generators: dict[tuple[str, str], Any] = {}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DeviceRNG:
+        clone = DeviceRNG(copy.deepcopy(self.seed, memo), portable=self.portable)
+        memo[id(self)] = clone
+        return clone
 
     def uniform(self, shape: tuple[int, ...], *, like: Any) -> Any:
         """An array of `shape` of numbers in [0, 1), with the dtype and on the device of `like`."""
@@ -395,11 +532,15 @@ class DeviceRNG:
         shape = tuple(int(n) for n in shape)
         host_dtype = np.float32 if like.dtype == xp.float32 else np.float64
         library = "portable" if self.portable else _library(like)
-        if library == "cupy":  # on the GPU, with CuPy's own generator
+        if library == "cupy":  # on the GPU, with CuPy's own generator, made and used on that GPU
             dev = array_api_compat.device(like)
-            with dev:
+            with dev:  # the generator remembers the device it was made on and refuses others
                 draw = self._generator(library, dev).random(shape, dtype=host_dtype)
             return draw if draw.dtype == like.dtype else xp.astype(draw, like.dtype)
+        if library == "torch" and like.device.type == "cuda":  # on the GPU, with a torch.Generator there
+            torch = importlib.import_module("torch")
+            return torch.rand(shape, generator=self._generator(library, like.device),
+                              dtype=like.dtype, device=like.device)
         if library == "numpy":
             draw = self._generator(library, "cpu").random(shape, dtype=host_dtype)
             return draw if draw.dtype == like.dtype else xp.astype(draw, like.dtype)
@@ -409,11 +550,22 @@ class DeviceRNG:
     def _generator(self, library: str, dev: Any) -> Any:
         key = (library, _device_label(dev) if library == "cupy" else str(dev))
         if key not in self._generators:
-            if library == "cupy":
-                self._generators[key] = importlib.import_module("cupy").random.default_rng(self.seed)
-            else:
-                self._generators[key] = np.random.default_rng(self.seed)
+            self._generators[key] = _new_generator(library, dev, self.seed)
         return self._generators[key]
+
+
+def _new_generator(library: str, dev: Any, seed: int | None) -> Any:
+    """A generator started from `seed`: CuPy's on the current GPU, torch's on `dev`, else numpy's."""
+    if library == "cupy":
+        return importlib.import_module("cupy").random.default_rng(seed)
+    if library == "torch":
+        generator = importlib.import_module("torch").Generator(device=dev)
+        if seed is None:
+            generator.seed()  # fresh entropy, as numpy's default_rng(None)
+        else:
+            generator.manual_seed(seed)
+        return generator
+    return np.random.default_rng(seed)
 
 
 # Read once, when xbp is imported. The backend loads on first use, so `python -m xbp info` can

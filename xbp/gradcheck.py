@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xbp.backend import array_namespace
+from xbp.backend import array_namespace, on_params_device
 from xbp.layers import Dropout
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ def numerical_gradient(f: Callable[[Any], Any], x: Any, h: float = 1e-4) -> Any:
     return grad
 
 
+@on_params_device
 def gradient_check(net: Net, x: Any, t: Any, h: float = 1e-6) -> dict[str, float]:
     """The mean absolute difference between backprop and numerical gradients, per parameter.
 

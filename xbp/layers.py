@@ -272,8 +272,10 @@ class Dropout:
     out = x * (1 - ratio) in inference.   dx = dout * mask  (training),  dout * (1 - ratio)  (inference)
 
     The book's (non-inverted) dropout. Masks are drawn on x's device with `xbp.backend.DeviceRNG`,
-    from `seed`, so a run repeats exactly. With `fixed_mask = True`, training reuses the last mask
-    (drawing one only if there is none), which makes the layer a fixed function for gradient checks.
+    from `seed`, so a run repeats exactly (on CuPy and torch CUDA, on the same GPU model: the
+    generator's state size follows the number of multiprocessors). With `fixed_mask = True`,
+    training reuses the last mask (drawing one only if there is none), which makes the layer a
+    fixed function for gradient checks.
     """
 
     def __init__(self, dropout_ratio: float = 0.5, *, seed: int | None = None) -> None:

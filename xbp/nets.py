@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from xbp import backend
-from xbp.backend import array_namespace
+from xbp.backend import array_namespace, on_params_device
 from xbp.errors import CheckpointError
 from xbp.gradcheck import numerical_gradient
 from xbp.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss
@@ -47,11 +47,13 @@ class Net:
     bindings: dict[str, tuple[str, str]]
     weight_decay_lambda: float = 0.0
 
+    @on_params_device
     def predict(self, x: Any, train_flg: bool = False) -> Any:
         for layer in self.layers.values():
             x = layer.forward(x, train_flg) if isinstance(layer, _MODE_LAYERS) else layer.forward(x)
         return x
 
+    @on_params_device
     def loss(self, x: Any, t: Any, train_flg: bool = False) -> Any:
         """The mean cross-entropy loss, plus the weight decay (a 0-d array on the net's device)."""
         loss = self.last_layer.forward(self.predict(x, train_flg), t)
@@ -70,6 +72,7 @@ class Net:
     def _decayed(self) -> list[str]:
         return [key for key in self.params if key.startswith("W")]
 
+    @on_params_device
     def accuracy(self, x: Any, t: Any) -> float:
         """The fraction of samples whose largest logit is their label (labels or one-hot rows)."""
         xp = array_namespace(x, t)
@@ -78,6 +81,7 @@ class Net:
             t = xp.argmax(t, axis=1)
         return float(xp.sum(xp.astype(y == t, xp.int64))) / x.shape[0]
 
+    @on_params_device
     def gradient(self, x: Any, t: Any) -> dict[str, Any]:
         """dL/d(each parameter) by backpropagation: one forward pass (in training mode), then the
         layers in reverse; with weight decay, dW += lambda * W."""
@@ -98,13 +102,23 @@ class Net:
                 grads[key] = grads[key] + self.weight_decay_lambda * self.params[key]
         return grads
 
+    @on_params_device
     def numerical_gradient(self, x: Any, t: Any, h: float = 1e-4) -> dict[str, Any]:
         """dL/d(each parameter) by central differences (step `h`) of the training-mode loss: slow, for
-        checking `gradient` (fix the Dropout masks first: `layer.fixed_mask = True`)."""
-        def loss_w(_: Any) -> float:
-            return float(self.loss(x, t, train_flg=True))
+        checking `gradient` (fix the Dropout masks first: `layer.fixed_mask = True`). The labels are
+        checked at the first of the loss evaluations only, not at each (a check reads two numbers
+        back from the device)."""
+        checking = self.last_layer.check_labels
 
-        return {key: numerical_gradient(loss_w, self.params[key], h) for key in self.params}
+        def loss_w(_: Any) -> float:
+            value = float(self.loss(x, t, train_flg=True))
+            self.last_layer.check_labels = False  # checked (if asked to) by the first evaluation
+            return value
+
+        try:
+            return {key: numerical_gradient(loss_w, self.params[key], h) for key in self.params}
+        finally:
+            self.last_layer.check_labels = checking
 
     @property
     def device(self) -> Any:
@@ -124,9 +138,11 @@ class Net:
         return self.to_device("numpy")
 
     def to_gpu(self, device: Any = None) -> Net:
-        """Move the net to CuPy on GPU `device` (default: the current one); returns the net."""
-        return self.to_device("cuda" if device is None else f"cupy:{getattr(device, 'id', device)}")
+        """Move the net to CuPy on GPU `device` (default: the current one); returns the net. Always
+        CuPy, as `xbp.to_gpu`; a net on torch moves to CUDA with `to_device("torch:cuda:0")`."""
+        return self.to_device(backend._cupy_spec(device))
 
+    @on_params_device
     def astype(self, dtype: str) -> Net:
         """A copy of the net with parameters of `dtype` ("float32", "float64"), on the same device."""
         clone = copy.deepcopy(self)
@@ -141,6 +157,7 @@ class Net:
         and the layers' buffers (BatchNormalization's running statistics) as '<layer>.<buffer>'."""
         return {**self.params, **self._buffers()}
 
+    @on_params_device
     def set_params(self, params: dict[str, Any]) -> Net:
         """Take `params` (as `xbp.load_params` returns `params` or `state()`) onto the net's device
         and dtype; a net with buffers needs them too, so that no statistic is silently left at zero."""
@@ -175,6 +192,7 @@ class Net:
         for key, (name, attr) in self.bindings.items():
             setattr(self.layers[name], attr, self.params[key])
 
+    @on_params_device
     def to_graph(self, x: Any, t: Any) -> Any:
         """The net as an `xbp.graph.Graph`, after a forward and backward pass on (x, t), to draw."""
         from xbp.graph import trace_net  # the drawing code loads only when asked for

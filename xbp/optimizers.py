@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from xbp.backend import array_namespace
+from xbp.backend import array_namespace, on_params_device
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Momentum"]
 
@@ -29,6 +29,7 @@ class SGD:
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = lr
 
+    @on_params_device
     def update(self, params: Params, grads: Params) -> None:
         for key in params:
             params[key] -= self.lr * grads[key]
@@ -42,6 +43,7 @@ class Momentum:
         self.momentum = momentum
         self.v: Params | None = None
 
+    @on_params_device
     def update(self, params: Params, grads: Params) -> None:
         if self.v is None:
             self.v = {key: _zeros_like(value) for key, value in params.items()}
@@ -58,6 +60,7 @@ class AdaGrad:
         self.lr = lr
         self.h: Params | None = None
 
+    @on_params_device
     def update(self, params: Params, grads: Params) -> None:
         if self.h is None:
             self.h = {key: _zeros_like(value) for key, value in params.items()}
@@ -78,6 +81,7 @@ class Adam:
         self.m: Params | None = None
         self.v: Params | None = None
 
+    @on_params_device
     def update(self, params: Params, grads: Params) -> None:
         if self.m is None or self.v is None:
             self.m = {key: _zeros_like(value) for key, value in params.items()}

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from xbp import backend
-from xbp.backend import array_namespace
+from xbp.backend import array_namespace, on_params_device
 from xbp.progress import ProgressBar
 
 __all__ = ["evaluate", "fit"]
@@ -38,6 +38,7 @@ class Optimizer(Protocol):
     def update(self, params: dict[str, Any], grads: dict[str, Any]) -> None: ...
 
 
+@on_params_device  # on CuPy, the net's GPU is the current device while it trains
 def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs: int,
         batch_size: int = 100, seed: int | None = 0, eval: tuple[Any, Any] | None = None,
         progress: bool = True, log: Callable[[str], None] | None = print) -> dict[str, list[float]]:
@@ -105,6 +106,7 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     return history
 
 
+@on_params_device
 def evaluate(net: Trainable, x: Any, t: Any, batch_size: int = 1000) -> float:
     """Accuracy of `net` on (x, t) (labels or one-hot rows), computed on the device in batches."""
     xp = array_namespace(x, t)

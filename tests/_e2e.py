@@ -1,0 +1,29 @@
+"""Where the end-to-end tests run: the backend and device ci/gpu names, and whether the data is here.
+
+`XBP_E2E_BACKEND` (default numpy; ci/gpu sets cupy) and `XBP_E2E_DEVICE` (default: the backend's
+own) choose where the examples and the real-data `fit` train. Fashion-MNIST counts as present where
+`load_mnist` finds it: `$XBP_DATA_DIR` (ci/gpu points it at the files it carries), the user cache,
+or the Debian package's `/usr/share/datasets/fashion-mnist`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from xbp.datasets.mnist import FILES, search_dirs
+
+E2E_BACKEND = os.environ.get("XBP_E2E_BACKEND", "").strip() or "numpy"
+E2E_DEVICE = os.environ.get("XBP_E2E_DEVICE", "").strip() or None
+
+
+def has_fashion_mnist() -> bool:
+    names = [spec.filename for spec in FILES["fashion-mnist"]]
+    return any(all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in names)
+               for folder in search_dirs("fashion-mnist"))
+
+
+needs_fashion = pytest.mark.skipif(
+    not has_fashion_mnist(),
+    reason="Fashion-MNIST not found: apt-get install dataset-fashion-mnist, or set XBP_DATA_DIR")
