@@ -39,7 +39,8 @@ class Optimizer(Protocol):
 
 def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs: int,
         batch_size: int = 100, seed: int | None = 0, eval: tuple[Any, Any] | None = None,
-        progress: bool = True, log: Callable[[str], None] | None = print) -> dict[str, list[float]]:
+        progress: bool = True, log: Callable[[str], None] | None = print,
+        comm: Any = None) -> dict[str, list[float]]:
     """Train `net` for `epochs` passes over `train` = (x, t); returns the per-epoch history.
 
     Each epoch visits every sample once in a random order (`len(x) // batch_size` steps; the last
@@ -47,8 +48,20 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     epoch's steps), `train_acc` and `test_acc` (after the epoch; `test_acc` only with `eval`),
     `seconds` (training time, without evaluation) and `samples_per_s`. With `progress`, a bar on
     stderr follows each epoch and `log` (default `print`) gets one line per epoch.
+
+    With `comm` (from `xbp.distributed.init()`), this is one of comm.size processes training one net
+    together: each takes its share of every global batch of `batch_size`, gradients are averaged
+    over the processes, and the history holds the whole job's loss and accuracies (rank 0 logs).
     """
     x, t = train
+    parallel = None
+    if comm is not None:  # data-parallel training over MPI ranks: see xbp/distributed.py
+        from xbp.distributed import DataParallel
+
+        parallel = DataParallel(comm, net, optimizer, train, eval, epochs=epochs,
+                                batch_size=batch_size, seed=seed)
+        optimizer, progress = parallel.optimizer, progress and parallel.is_root
+    score = evaluate if parallel is None else parallel.evaluate
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got epochs={epochs}, "
                          f"batch_size={batch_size}.")
@@ -74,6 +87,8 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     try:
         for epoch in range(1, epochs + 1):
             order = rng.permutation(n)[: steps * batch_size].reshape(steps, batch_size)
+            if parallel is not None:
+                order = parallel.share(order)  # this rank's columns of every global batch
             batches = backend.to_device(order, where)
             bar = ProgressBar(steps, desc=f"epoch {epoch}/{epochs}", unit=" steps",
                               enabled=progress)
@@ -86,14 +101,16 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
                 total = total + net.last_layer.loss
                 bar.update()
             loss = float(total) / steps  # the one read-back of the epoch
+            if parallel is not None:
+                loss = parallel.end_epoch(net, loss)  # the mean over ranks; replicas checked
             seconds = time.perf_counter() - start
             bar.close()
             history["loss"].append(loss)
             history["seconds"].append(seconds)
             history["samples_per_s"].append(steps * batch_size / seconds)
-            history["train_acc"].append(evaluate(net, x, t))
+            history["train_acc"].append(score(net, x, t))
             if eval is not None:
-                history["test_acc"].append(evaluate(net, *eval))
+                history["test_acc"].append(score(net, *eval))
             if progress and log is not None:
                 log(_epoch_line(epoch, epochs, history))
     finally:
