@@ -8,12 +8,14 @@ lr 0.1, batches of 100, about 10,000 iterations. The backend comes from XBP_BACK
     XBP_BACKEND=cupy python examples/mnist.py
     python examples/mnist.py --dataset fashion-mnist --epochs 3 --plot curves.png --save net.npz
     python examples/mnist.py --layers 100,100,100 --batchnorm --dropout 0.2 --optimizer adam
+    mpiexec -n 4 python examples/mnist.py --distributed    # 4 processes, each a quarter of each batch
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import numpy as np
 import xbp
 from xbp.backend import device_name
 from xbp.datasets import load_mnist
+from xbp.distributed import abort_on_error, launched_size
 from xbp.nets import MultiLayerNet, Net, TwoLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
 from xbp.training import fit
@@ -60,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, metavar="N",
                         help="train on the first N images only (quick runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
+    parser.add_argument("--distributed", action="store_true", help="data-parallel training as one of "
+                        "the ranks mpiexec started (automatic when it started more than one); with "
+                        "CuPy, one GPU per rank")
     return parser.parse_args(argv)
 
 
@@ -130,6 +136,17 @@ def main(argv: list[str] | None = None) -> None:
         xbp.get_device()
     except xbp.BackendError as exc:
         sys.exit(f"error: {exc}")
+    comm = None
+    if args.distributed or launched_size() > 1:  # one rank of mpiexec -n N: see xbp/distributed.py
+        from xbp import distributed
+
+        try:
+            comm = distributed.init()  # before the net: with CuPy it selects this rank's GPU
+        except distributed.DistributedError as exc:
+            sys.exit(f"error: {exc}")
+        if not comm.is_root:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - rank 0 prints, saves and plots
+    root = comm is None or comm.is_root
 
     net, description = build_net(args)  # before the data, so a bad option fails at once
     try:
@@ -148,20 +165,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.dataset}: {len(x_train):,} training and {len(x_test):,} test images")
     print(f"{description} {args.dtype}, {args.optimizer} lr {lr}, batch "
           f"{args.batch_size}, {epochs} epochs ({epochs * steps:,} iterations), seed {args.seed}")
+    if comm is not None:
+        print(f"data parallel over {comm.size} ranks: {args.batch_size // max(comm.size, 1)} samples "
+              "of each batch per rank")
 
     history = fit(net, optimizer, (x_train, t_train), epochs=epochs, batch_size=args.batch_size,
-                  seed=args.seed, eval=(x_test, t_test), progress=not args.no_progress)
+                  seed=args.seed, eval=(x_test, t_test), progress=not args.no_progress, comm=comm)
     seconds = sum(history["seconds"])
     print(f"final: test accuracy {history['test_acc'][-1]:.4f}, train accuracy "
           f"{history['train_acc'][-1]:.4f}, {seconds:.1f} s training "
           f"({np.median(history['seconds']):.3f} s per epoch, median)")
-    if args.save is not None:
+    if args.save is not None and root:
         xbp.save_params(args.save, net.state())
         print(f"saved the parameters to {args.save}")
-    if args.plot is not None:
+    if args.plot is not None and root:
         plot(args.plot, history, f"{description} on {args.dataset} ({xbp.get_backend()})")
         print(f"wrote the curves to {args.plot}")
 
 
 if __name__ == "__main__":
-    main()
+    with abort_on_error():  # under mpiexec, one rank's error ends every rank
+        main()

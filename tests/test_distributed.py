@@ -213,3 +213,24 @@ def test_nccl_and_the_host_staged_sum_agree_on_one_gpu():
     through_host = comm._host_staged(xp.asarray(buffer, copy=True), "cupy")
     np.testing.assert_array_equal(xbp.to_cpu(through_nccl), xbp.to_cpu(through_host))
     np.testing.assert_array_equal(xbp.to_cpu(through_nccl), xbp.to_cpu(buffer))
+
+
+# ---------------------------------------------------------------- the example
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@needs_mpi
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST not installed: apt-get install "
+                    "dataset-fashion-mnist")
+def test_mnist_example_trains_on_two_ranks_and_only_rank_0_prints_and_saves(tmp_path):
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "XBP_BACKEND": "numpy"}
+    command = [_mpiexec(), "-n", "2", sys.executable, str(ROOT / "examples" / "mnist.py"), "--dataset",
+               "fashion-mnist", "--limit", "3000", "--epochs", "1", "--no-progress",
+               "--save", str(tmp_path / "net.npz")]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120,
+                          start_new_session=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("data parallel over 2 ranks: 50 samples of each batch per rank") == 1
+    assert done.stdout.count("final: test accuracy") == 1
+    assert (tmp_path / "net.npz").exists()
