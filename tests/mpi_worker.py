@@ -4,7 +4,7 @@ tests/mpi_worker.py SCENARIO OUT_DIR`. Each rank prints one line `RESULT <json>`
 Scenarios: `train` (a few hundred steps, float64 and float32), `single` (1 rank: distributed fit
 against plain fit in the same process), `batchnorm`, `raise` (rank 1 fails mid-training),
 `mismatch-batch`, `mismatch-hidden`, `mismatch-samples` (one rank differs), `indivisible`
-(batch 100).
+(batch 100), `exit` (rank 1 calls sys.exit before training, while rank 0 waits for it).
 """
 
 from __future__ import annotations
@@ -90,6 +90,12 @@ def main() -> None:
         net = TwoLayerNet(8, 30 if odd and what == "hidden" else 20, 3, seed=1)
         fit(net, SGD(lr=0.1), (x, t), epochs=1, batch_size=6 if odd and what == "batch" else 12, seed=3,
             progress=False, comm=comm)
+    elif scenario == "exit":
+        if comm.rank == 1:
+            sys.exit("error: rank 1 cannot find its data")
+        x, t = blobs(dtype="float32")
+        fit(TwoLayerNet(8, 20, 3, seed=1), SGD(lr=0.1), (x, t), epochs=1, batch_size=12, seed=3,
+            progress=False, comm=comm)
     elif scenario == "indivisible":
         x, t = blobs(dtype="float32")
         fit(TwoLayerNet(8, 20, 3, seed=1), SGD(lr=0.1), (x, t), epochs=1, batch_size=100, seed=3,
@@ -100,4 +106,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with distributed.abort_on_error():
+        main()

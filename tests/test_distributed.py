@@ -50,9 +50,13 @@ needs_mpi = pytest.mark.skipif(_why_no_mpi() is not None, reason=f"MPI cannot lo
 
 def run_ranks(n: int, scenario: str, out: Path, limit: float = 120) -> tuple[int, str, float]:
     """(exit status, stdout + stderr, seconds) of `mpiexec -n n` on the worker; killed after `limit` s."""
+    return run_mpiexec([_mpiexec(), "-n", str(n), sys.executable, str(WORKER), scenario, str(out)], limit)
+
+
+def run_mpiexec(command: list, limit: float = 120) -> tuple[int, str, float]:
+    """(exit status, stdout + stderr, seconds) of an mpiexec command; killed after `limit` s."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "XBP_BACKEND": "numpy", "PYTHONUNBUFFERED": "1"}
     env.pop("XBP_DEVICE", None)
-    command = [_mpiexec(), "-n", str(n), sys.executable, str(WORKER), scenario, str(out)]
     start = time.time()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=env, cwd=ROOT, start_new_session=True)
@@ -61,7 +65,7 @@ def run_ranks(n: int, scenario: str, out: Path, limit: float = 120) -> tuple[int
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)  # mpiexec and every rank it started
         output, _ = process.communicate()
-        pytest.fail(f"mpiexec -n {n} {scenario} still ran after {limit} s (a hang):\n{output[-3000:]}")
+        pytest.fail(f"{' '.join(command[1:5])} ... still ran after {limit} s (a hang):\n{output[-3000:]}")
     return process.returncode, output, time.time() - start
 
 
@@ -195,6 +199,13 @@ def test_one_raising_rank_ends_the_job_within_ten_seconds(tmp_path):
     assert "RESULT" not in output
 
 
+@needs_mpi
+def test_sys_exit_on_one_rank_ends_the_job_inside_abort_on_error(tmp_path):
+    status, output, _ = run_ranks(2, "exit", tmp_path, limit=60)
+    assert status != 0, output
+    assert "error: rank 1 cannot find its data" in output and "rank 1 stopped; ending the job" in output
+
+
 # ---------------------------------------------------------------- NCCL (needs a GPU)
 
 @pytest.mark.gpu
@@ -224,13 +235,11 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST not installed: apt-get install "
                     "dataset-fashion-mnist")
 def test_mnist_example_trains_on_two_ranks_and_only_rank_0_prints_and_saves(tmp_path):
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "XBP_BACKEND": "numpy"}
     command = [_mpiexec(), "-n", "2", sys.executable, str(ROOT / "examples" / "mnist.py"), "--dataset",
                "fashion-mnist", "--limit", "3000", "--epochs", "1", "--no-progress",
                "--save", str(tmp_path / "net.npz")]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120,
-                          start_new_session=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("data parallel over 2 ranks: 50 samples of each batch per rank") == 1
-    assert done.stdout.count("final: test accuracy") == 1
+    status, output, _ = run_mpiexec(command)
+    assert status == 0, output
+    assert output.count("data parallel over 2 ranks: 50 samples of each batch per rank") == 1
+    assert output.count("final: test accuracy") == 1
     assert (tmp_path / "net.npz").exists()
