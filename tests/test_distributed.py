@@ -203,7 +203,7 @@ def test_one_raising_rank_ends_the_job_within_ten_seconds(tmp_path):
 def test_sys_exit_on_one_rank_ends_the_job_inside_abort_on_error(tmp_path):
     status, output, _ = run_ranks(2, "exit", tmp_path, limit=60)
     assert status != 0, output
-    assert "error: rank 1 cannot find its data" in output and "rank 1 stopped; ending the job" in output
+    assert "error: rank 1 cannot find its data" in output and "rank 1 of 2 failed; ending the job" in output
 
 
 # ---------------------------------------------------------------- NCCL (needs a GPU)

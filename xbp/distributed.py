@@ -203,11 +203,8 @@ def _abort_on_uncaught_exceptions(communicator: Communicator) -> None:
         if getattr(error, "everywhere", False):  # raised by every rank: each exits on its own
             previous(kind, error, tb)
             return
-        print(f"xbp.distributed: rank {communicator.rank} of {communicator.size} failed; ending "
-              "the job", file=sys.stderr)
         traceback.print_exception(kind, error, tb)
-        sys.stderr.flush()
-        communicator.mpi.Abort(1)
+        _abort(communicator.mpi, 1)
 
     sys.excepthook = hook
 
@@ -231,10 +228,17 @@ def abort_on_error() -> Iterator[None]:
                       file=sys.stderr)
             else:
                 traceback.print_exception(type(error), error, error.__traceback__)
-            print(f"xbp.distributed: rank {mpi.COMM_WORLD.Get_rank()} stopped; ending the job",
-                  file=sys.stderr, flush=True)
-            mpi.COMM_WORLD.Abort(status)
+            _abort(mpi.COMM_WORLD, status)
         raise
+
+
+def _abort(world: Any, status: int) -> None:
+    """MPI_Abort: the launcher ends every rank. MPICH may return from it, so this rank exits too."""
+    print(f"xbp.distributed: rank {world.Get_rank()} of {world.Get_size()} failed; ending the job",
+          file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    world.Abort(status)
+    os._exit(status)
 
 
 def _abort_status(error: BaseException) -> int:
