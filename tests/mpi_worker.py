@@ -1,5 +1,7 @@
 """One rank of the distributed tests, started by tests/test_distributed.py as `mpiexec -n N python
-tests/mpi_worker.py SCENARIO OUT_DIR`. Each rank prints one line `RESULT <json>` on success.
+tests/mpi_worker.py SCENARIO OUT_DIR`. Each rank writes OUT_DIR/result-<rank>.json on success
+and OUT_DIR/error-<rank>.txt for a DistributedError (files, because mpiexec interleaves the ranks'
+output).
 
 Scenarios: `train` (a few hundred steps, float64 and float32), `single` (1 rank: distributed fit
 against plain fit in the same process), `batchnorm`, `raise` (rank 1 fails mid-training),
@@ -43,14 +45,15 @@ def train(comm, dtype: str, out: Path, net=None, batch_size: int = 12, optimizer
     x, t = blobs(dtype=dtype)
     # each rank draws other weights: fit must broadcast rank 0's
     net = net or TwoLayerNet(8, 20, 3, weight_init_std=0.3, seed=comm.rank + 1, dtype=dtype)
+    logged: list[str] = []
     history = fit(net, optimizer or SGD(lr=0.1), (x, t), epochs=STEPS_EPOCHS, batch_size=batch_size,
-                  seed=3, eval=blobs(n=200, seed=9, dtype=dtype), progress=True,
-                  log=lambda line: print(f"LOG rank {comm.rank} {line}"), comm=comm)
+                  seed=3, eval=blobs(n=200, seed=9, dtype=dtype), progress=True, log=logged.append,
+                  comm=comm)
     if comm.is_root:
         np.savez(out / f"params-{dtype}.npz", **{k: np.asarray(v) for k, v in net.state().items()})
     return {"rank": comm.rank, "size": comm.size, "digest": digest(net), "loss": history["loss"],
             "train_acc": history["train_acc"], "test_acc": history["test_acc"],
-            "allreduce_calls": comm.allreduce_calls}
+            "allreduce_calls": comm.allreduce_calls, "logged": logged}
 
 
 def main() -> None:
@@ -78,7 +81,7 @@ def main() -> None:
             def update(self, params, grads):
                 self.calls += 1
                 if comm.rank == 1 and self.calls == 20:
-                    print(f"RAISED {time.time()}", flush=True)
+                    (out / "raised").write_text(repr(time.time()))
                     raise RuntimeError("rank 1 fails on purpose")
                 super().update(params, grads)
 
@@ -102,9 +105,14 @@ def main() -> None:
             progress=False, comm=comm)
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
-    print("RESULT " + json.dumps(result), flush=True)
+    (out / f"result-{comm.rank}.json").write_text(json.dumps(result))
 
 
 if __name__ == "__main__":
     with distributed.abort_on_error():
-        main()
+        try:
+            main()
+        except distributed.DistributedError as error:
+            rank = distributed.init().rank
+            (Path(sys.argv[2]) / f"error-{rank}.txt").write_text(str(error))
+            raise

@@ -69,9 +69,15 @@ def run_mpiexec(command: list, limit: float = 120) -> tuple[int, str, float]:
     return process.returncode, output, time.time() - start
 
 
-def results(output: str) -> list[dict]:
-    found = [json.loads(line.split(" ", 1)[1]) for line in output.splitlines() if line.startswith("RESULT ")]
+def results(out: Path) -> list[dict]:
+    """What each rank wrote, in rank order."""
+    found = [json.loads(path.read_text()) for path in out.glob("result-*.json")]
     return sorted(found, key=lambda result: result["rank"])
+
+
+def errors_of(out: Path) -> list[str]:
+    """The DistributedError each rank raised, in rank order."""
+    return [path.read_text() for path in sorted(out.glob("error-*.txt"))]
 
 
 # ---------------------------------------------------------------- one rank, in this process
@@ -129,7 +135,7 @@ def test_abort_on_error_exits_as_usual_outside_a_multi_rank_job():
 def test_one_rank_under_mpiexec_equals_plain_fit_bitwise(tmp_path):
     status, output, _ = run_ranks(1, "single", tmp_path)
     assert status == 0, output
-    (result,) = results(output)
+    (result,) = results(tmp_path)
     assert result["plain"] == result["distributed"] and result["same_history"]
 
 
@@ -137,10 +143,9 @@ def test_one_rank_under_mpiexec_equals_plain_fit_bitwise(tmp_path):
 def test_two_ranks_stay_identical_and_match_one_process_with_the_same_global_batch(tmp_path):
     status, output, _ = run_ranks(2, "train", tmp_path)
     assert status == 0, output
-    ranks = results(output)
+    ranks = results(tmp_path)
     assert [r["rank"] for r in ranks] == [0, 1]
-    logged = [line for line in output.splitlines() if line.startswith("LOG ")]
-    assert logged and all(line.startswith("LOG rank 0 ") for line in logged)  # rank 0 logs alone
+    assert len(ranks[0]["float64"]["logged"]) == STEPS_EPOCHS and not ranks[1]["float64"]["logged"]
     for dtype, tolerance in (("float64", 1e-12), ("float32", 1e-5)):
         assert ranks[0][dtype]["digest"] == ranks[1][dtype]["digest"]  # bitwise identical replicas
         assert ranks[0][dtype]["loss"] == ranks[1][dtype]["loss"]
@@ -160,7 +165,7 @@ def test_two_ranks_stay_identical_and_match_one_process_with_the_same_global_bat
 def test_batchnorm_running_statistics_are_averaged_so_replicas_stay_identical(tmp_path):
     status, output, _ = run_ranks(2, "batchnorm", tmp_path)
     assert status == 0, output
-    ranks = results(output)
+    ranks = results(tmp_path)
     assert len(ranks) == 2 and ranks[0]["digest"] == ranks[1]["digest"]
     assert ranks[0]["loss"][-1] < ranks[0]["loss"][0]
 
@@ -169,9 +174,10 @@ def test_batchnorm_running_statistics_are_averaged_so_replicas_stay_identical(tm
 def test_a_batch_that_does_not_split_over_three_ranks_fails_on_every_rank(tmp_path):
     status, output, _ = run_ranks(3, "indivisible", tmp_path)
     assert status != 0
-    assert output.count("DistributedError: the global batch of 100 does not split evenly over 3 "
-                        "ranks") == 3, output
-    assert "e.g. 99 or 102" in output
+    errors = errors_of(tmp_path)
+    assert len(errors) == 3, output
+    assert all(error.startswith("the global batch of 100 does not split evenly over 3 ranks")
+               and "e.g. 99 or 102" in error for error in errors)
 
 
 @needs_mpi
@@ -183,8 +189,10 @@ def test_a_batch_that_does_not_split_over_three_ranks_fails_on_every_rank(tmp_pa
 def test_ranks_that_disagree_fail_together_before_training(tmp_path, scenario, expected):
     status, output, _ = run_ranks(2, scenario, tmp_path)
     assert status != 0
-    assert output.count("DistributedError: the ranks disagree, so none of them started") == 2, output
-    assert expected in output
+    errors = errors_of(tmp_path)
+    assert len(errors) == 2, output
+    assert all(error.startswith("the ranks disagree, so none of them started") and expected in error
+               for error in errors)
 
 
 @needs_mpi
@@ -192,11 +200,10 @@ def test_one_raising_rank_ends_the_job_within_ten_seconds(tmp_path):
     status, output, _ = run_ranks(2, "raise", tmp_path, limit=60)
     ended = time.time()
     assert status != 0, output
-    raised = [float(line.split()[1]) for line in output.splitlines() if line.startswith("RAISED ")]
-    assert raised, output
-    assert ended - raised[0] < 10, f"the job ran {ended - raised[0]:.1f} s after rank 1 raised"
+    raised = float((tmp_path / "raised").read_text())
+    assert ended - raised < 10, f"the job ran {ended - raised:.1f} s after rank 1 raised"
     assert "rank 1 of 2 failed; ending the job" in output and "rank 1 fails on purpose" in output
-    assert "RESULT" not in output
+    assert not results(tmp_path)
 
 
 @needs_mpi
