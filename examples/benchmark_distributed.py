@@ -2,13 +2,16 @@
 
     python examples/benchmark_distributed.py                         # ranks 1,2,4 x hidden 50,1000
     python examples/benchmark_distributed.py --ranks 1,2 --hidden 50 --epochs 2
+    python examples/benchmark_distributed.py --threads 1     # one BLAS thread per rank, always
 
 Each configuration runs as `mpiexec -n R python examples/benchmark_distributed.py --worker ...`:
 the book's TwoLayerNet (784 -> hidden -> 10, SGD lr 0.1, float32, global batch 100) trains on
 Fashion-MNIST (60,000 images) for a few epochs. The table gives the median epoch time on rank 0
 (`fit`'s clock), the samples per second of the whole job, and the allreduce share: the seconds
 rank 0 spent in `Communicator.allreduce_sum` (packing excluded; waiting for slower ranks included)
-over the training seconds. One rank sums nothing. Needs `pip install "xbp[mpi]"`.
+over the training seconds. One rank sums nothing. BLAS threads per rank are xbp's default
+(cores / ranks on the node) unless --threads sets OPENBLAS_NUM_THREADS and OMP_NUM_THREADS for all.
+Needs `pip install "xbp[mpi]"`.
 """
 
 from __future__ import annotations
@@ -54,7 +57,10 @@ def run(ranks: int, hidden: int, args: argparse.Namespace, limit: float) -> dict
         command = [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", str(ranks), sys.executable,
                    __file__, "--worker", "--hidden", str(hidden), "--epochs", str(args.epochs),
                    "--batch-size", str(args.batch_size), "--dataset", args.dataset, "--json", str(out)]
-        process = subprocess.Popen(command, start_new_session=True)
+        env = dict(os.environ)
+        if args.threads:
+            env.update(OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+        process = subprocess.Popen(command, start_new_session=True, env=env)
         try:
             process.wait(timeout=limit)
         except subprocess.TimeoutExpired:
@@ -74,6 +80,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--dataset", default="fashion-mnist", choices=["mnist", "fashion-mnist"])
+    parser.add_argument("--threads", type=int, help="BLAS threads per rank (default: cores / ranks)")
     parser.add_argument("--limit", type=float, default=600, help="seconds per configuration")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
@@ -84,7 +91,8 @@ def main() -> None:
         return
 
     print(f"TwoLayerNet 784-h-10 float32, SGD, global batch {args.batch_size}, {args.dataset}, "
-          f"{args.epochs} epochs per configuration, {os.cpu_count()} cores")
+          f"{args.epochs} epochs per configuration, {os.cpu_count()} cores, BLAS threads per rank: "
+          f"{args.threads or 'cores / ranks'}")
     print("| hidden | ranks | s/epoch (median) | samples/s | vs 1 rank | allreduce s/epoch | "
           "allreduce share |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
