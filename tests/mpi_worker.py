@@ -113,6 +113,6 @@ if __name__ == "__main__":
         try:
             main()
         except distributed.DistributedError as error:
-            rank = distributed.init().rank
+            rank = sys.modules["mpi4py.MPI"].COMM_WORLD.Get_rank()
             (Path(sys.argv[2]) / f"error-{rank}.txt").write_text(str(error))
             raise

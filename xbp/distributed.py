@@ -253,7 +253,8 @@ def _limit_blas_threads(communicator: Communicator) -> None:
     """BLAS threads = cores / ranks on this node, unless the user chose a number."""
     if any(os.environ.get(name) for name in _THREAD_VARIABLES):
         return
-    threads = max(1, (os.cpu_count() or 1) // communicator.local_size)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // communicator.local_size)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
