@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 import xbp
+from xbp import distributed  # mpi4py loads only in distributed.init()
 from xbp.backend import device_name
 from xbp.datasets import load_mnist
-from xbp.distributed import abort_on_error, launched_size
 from xbp.nets import MultiLayerNet, Net, TwoLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
 from xbp.training import fit
@@ -137,9 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     except xbp.BackendError as exc:
         sys.exit(f"error: {exc}")
     comm = None
-    if args.distributed or launched_size() > 1:  # one rank of mpiexec -n N: see xbp/distributed.py
-        from xbp import distributed
-
+    if args.distributed or distributed.launched_size() > 1:  # one rank of mpiexec -n N
         try:
             comm = distributed.init()  # before the net: with CuPy it selects this rank's GPU
         except distributed.DistributedError as exc:
@@ -166,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{description} {args.dtype}, {args.optimizer} lr {lr}, batch "
           f"{args.batch_size}, {epochs} epochs ({epochs * steps:,} iterations), seed {args.seed}")
     if comm is not None:
-        print(f"data parallel over {comm.size} ranks: {args.batch_size // max(comm.size, 1)} samples "
+        print(f"data parallel over {comm.size} ranks: {args.batch_size // comm.size} samples "
               "of each batch per rank")
 
     history = fit(net, optimizer, (x_train, t_train), epochs=epochs, batch_size=args.batch_size,
@@ -184,5 +182,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    with abort_on_error():  # under mpiexec, one rank's error ends every rank
+    with distributed.abort_on_error():  # under mpiexec, one rank's error ends every rank
         main()
