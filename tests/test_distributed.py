@@ -124,6 +124,14 @@ def test_launched_size_reads_the_launchers_environment(monkeypatch):
     assert distributed.launched_size() == 4
 
 
+def test_nothing_distributed_is_imported_until_init_is_called():
+    code = ("import sys, xbp, xbp.training, xbp.distributed; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mpi4py', 'threadpoolctl')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_abort_on_error_exits_as_usual_outside_a_multi_rank_job():
     with pytest.raises(SystemExit, match="error: bad option"), distributed.abort_on_error():
         sys.exit("error: bad option")
