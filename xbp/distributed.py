@@ -441,7 +441,7 @@ class DataParallel:
 
     def end_epoch(self, net: Any, loss: float) -> float:
         """The epoch's loss averaged over the ranks; buffers averaged; replicas checked identical."""
-        buffers = net._buffers()
+        buffers = net._buffers() if hasattr(net, "_buffers") else {}
         if buffers and self.comm.size > 1:  # BatchNorm running statistics: each rank saw its share
             net.set_params({**net.params, **allreduce_mean(buffers, self.comm)})
         if self.comm.size > 1:
