@@ -10,6 +10,7 @@ installed with apt-get when run as root), and says so. The backend comes from XB
     XBP_BACKEND=cupy python examples/mnist.py
     python examples/mnist.py --dataset fashion-mnist --epochs 3 --plot curves.png --save net.npz
     python examples/mnist.py --layers 100,100,100 --batchnorm --dropout 0.2 --optimizer adam
+    mpiexec -n 4 python examples/mnist.py --distributed    # 4 processes, each a quarter of each batch
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 import xbp
+from xbp import distributed  # mpi4py loads only in distributed.init()
 from xbp.backend import device_name
 from xbp.datasets.fallback import load_training_data
 from xbp.nets import MultiLayerNet, Net, TwoLayerNet
@@ -68,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, metavar="N",
                         help="train on the first N images only (quick runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
+    parser.add_argument("--distributed", action="store_true", help="data-parallel training as one of "
+                        "the ranks mpiexec started (automatic when it started more than one); with "
+                        "CuPy, one GPU per rank")
     return parser.parse_args(argv)
 
 
@@ -176,6 +181,15 @@ def main(argv: list[str] | None = None) -> None:
         xbp.set_backend(args.backend or xbp.get_backend(), device=device)
     except xbp.BackendError as exc:
         sys.exit(f"error: {exc}")
+    comm = None
+    if args.distributed or distributed.launched_size() > 1:  # one rank of mpiexec -n N
+        try:
+            comm = distributed.init()  # before the net: with CuPy it selects this rank's GPU
+        except distributed.DistributedError as exc:
+            sys.exit(f"error: {exc}")
+        if not comm.is_root:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - rank 0 prints, saves and plots
+    root = comm is None or comm.is_root
 
     try:
         net, description = build_net(args)  # before the data, so a bad option fails at once
@@ -198,14 +212,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{data.dataset} from {data.source}: {len(x_train):,} training and {len(x_test):,} test images")
     print(f"{description} {args.dtype}, {args.optimizer} lr {lr}, batch "
           f"{args.batch_size}, {epochs} epochs ({epochs * steps:,} iterations), seed {args.seed}")
+    if comm is not None:
+        print(f"data parallel over {comm.size} ranks: {args.batch_size // comm.size} samples "
+              "of each batch per rank")
 
     history = fit(net, optimizer, (x_train, t_train), epochs=epochs, batch_size=args.batch_size,
-                  seed=args.seed, eval=(x_test, t_test), progress=not args.no_progress)
+                  seed=args.seed, eval=(x_test, t_test), progress=not args.no_progress, comm=comm)
     seconds = sum(history["seconds"])
     print(f"final: test accuracy {history['test_acc'][-1]:.4f}, train accuracy "
           f"{history['train_acc'][-1]:.4f}, {seconds:.1f} s training "
           f"({np.median(history['seconds']):.3f} s per epoch, median)")
-    if args.save is not None:
+    if args.save is not None and root:
         xbp.save_params(args.save, net.state())
         metadata = {
             "dataset": data.dataset, "source": str(data.source), "train_images": len(x_train),
@@ -216,10 +233,11 @@ def main(argv: list[str] | None = None) -> None:
         write_atomically(args.save.with_name(args.save.name + ".json"),
                          lambda file: file.write(json.dumps(metadata, indent=2).encode() + b"\n"))
         print(f"saved the parameters to {args.save} (what trained them: {args.save}.json)")
-    if args.plot is not None:
+    if args.plot is not None and root:
         plot(args.plot, history, f"{description} on {data.dataset} ({xbp.get_backend()})")
         print(f"wrote the curves to {args.plot}")
 
 
 if __name__ == "__main__":
-    main()
+    with distributed.abort_on_error():  # under mpiexec, one rank's error ends every rank
+        main()

@@ -41,7 +41,8 @@ class Optimizer(Protocol):
 @on_params_device  # on CuPy, the net's GPU is the current device while it trains
 def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs: int,
         batch_size: int = 100, seed: int | None = 0, eval: tuple[Any, Any] | None = None,
-        progress: bool = True, log: Callable[[str], None] | None = print) -> dict[str, list[float]]:
+        progress: bool = True, log: Callable[[str], None] | None = print,
+        comm: Any = None) -> dict[str, list[float]]:
     """Train `net` for `epochs` passes over `train` = (x, t); returns the per-epoch history.
 
     Each epoch visits every sample once in a random order (`len(x) // batch_size` steps; the last
@@ -50,8 +51,20 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     `seconds` (training time, without evaluation) and `samples_per_s`; `iter_loss` holds the loss of
     every step, `steps` per epoch, read back once per epoch. With `progress`, a bar on
     stderr follows each epoch and `log` (default `print`) gets one line per epoch.
+
+    With `comm` (from `xbp.distributed.init()`), this is one of comm.size processes training one net
+    together: each takes its share of every global batch of `batch_size`, gradients are averaged
+    over the processes, and the history holds the whole job's loss and accuracies (rank 0 logs).
     """
     x, t = train
+    parallel = None
+    if comm is not None:  # data-parallel training over MPI ranks: see xbp/distributed.py
+        from xbp.distributed import DataParallel
+
+        parallel = DataParallel(comm, net, optimizer, train, eval, epochs=epochs,
+                                batch_size=batch_size, seed=seed)
+        optimizer, progress = parallel.optimizer, progress and parallel.is_root
+    score = evaluate if parallel is None else parallel.evaluate
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got epochs={epochs}, "
                          f"batch_size={batch_size}.")
@@ -77,6 +90,8 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     try:
         for epoch in range(1, epochs + 1):
             order = rng.permutation(n)[: steps * batch_size].reshape(steps, batch_size)
+            if parallel is not None:
+                order = parallel.share(order)  # this rank's columns of every global batch
             batches = backend.to_device(order, where)
             bar = ProgressBar(steps, desc=f"epoch {epoch}/{epochs}", unit=" steps",
                               enabled=progress)
@@ -90,15 +105,17 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
                 bar.update()
             iter_loss = _read_back(xp, step_losses)  # the one read-back of the epoch
             loss = float(np.sum(iter_loss, dtype=np.float64)) / steps
+            if parallel is not None:
+                loss = parallel.end_epoch(net, loss)  # the mean over ranks; replicas checked
             seconds = time.perf_counter() - start
             bar.close()
             history["loss"].append(loss)
             history["iter_loss"].extend(iter_loss.tolist())
             history["seconds"].append(seconds)
             history["samples_per_s"].append(steps * batch_size / seconds)
-            history["train_acc"].append(evaluate(net, x, t))
+            history["train_acc"].append(score(net, x, t))
             if eval is not None:
-                history["test_acc"].append(evaluate(net, *eval))
+                history["test_acc"].append(score(net, *eval))
             if progress and log is not None:
                 log(_epoch_line(epoch, epochs, history))
     finally:

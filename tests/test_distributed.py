@@ -1,0 +1,260 @@
+"""xbp.distributed: data-parallel fit over MPI ranks, and how it fails.
+
+The multi-rank tests start `mpiexec -n N python tests/mpi_worker.py SCENARIO` under a time limit
+(the whole process group is killed if it passes), with OPENBLAS_NUM_THREADS=1. They skip, with the
+reason, where mpi4py or mpiexec cannot load (pip install "xbp[mpi]").
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xbp
+from xbp import distributed
+from xbp.nets import TwoLayerNet
+from xbp.optimizers import SGD, Momentum
+from xbp.training import fit
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ROOT / "tests" / "mpi_worker.py"
+sys.path.insert(0, str(ROOT / "tests"))
+from mpi_worker import STEPS_EPOCHS, blobs  # noqa: E402
+
+
+def _mpiexec() -> str | None:
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+def _why_no_mpi() -> str | None:
+    if importlib.util.find_spec("mpi4py") is None:
+        return 'mpi4py is not installed (pip install "xbp[mpi]")'
+    if _mpiexec() is None:
+        return 'no mpiexec on PATH or beside the Python executable (pip install "xbp[mpi]")'
+    return None
+
+
+needs_mpi = pytest.mark.skipif(_why_no_mpi() is not None, reason=f"MPI cannot load here: {_why_no_mpi()}")
+
+
+def run_ranks(n: int, scenario: str, out: Path, limit: float = 120) -> tuple[int, str, float]:
+    """(exit status, stdout + stderr, seconds) of `mpiexec -n n` on the worker; killed after `limit` s."""
+    return run_mpiexec([_mpiexec(), "-n", str(n), sys.executable, str(WORKER), scenario, str(out)], limit)
+
+
+def run_mpiexec(command: list, limit: float = 120) -> tuple[int, str, float]:
+    """(exit status, stdout + stderr, seconds) of an mpiexec command; killed after `limit` s."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "XBP_BACKEND": "numpy", "PYTHONUNBUFFERED": "1"}
+    env.pop("XBP_DEVICE", None)
+    start = time.time()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=env, cwd=ROOT, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # mpiexec and every rank it started
+        output, _ = process.communicate()
+        pytest.fail(f"{' '.join(command[1:5])} ... still ran after {limit} s (a hang):\n{output[-3000:]}")
+    return process.returncode, output, time.time() - start
+
+
+def results(out: Path) -> list[dict]:
+    """What each rank wrote, in rank order."""
+    found = [json.loads(path.read_text()) for path in out.glob("result-*.json")]
+    return sorted(found, key=lambda result: result["rank"])
+
+
+def errors_of(out: Path) -> list[str]:
+    """The DistributedError each rank raised, in rank order."""
+    return [path.read_text() for path in sorted(out.glob("error-*.txt"))]
+
+
+# ---------------------------------------------------------------- one rank, in this process
+
+@needs_mpi
+def test_one_rank_distributed_fit_equals_plain_fit_bitwise(xp):
+    comm = distributed.init()
+    assert (comm.rank, comm.size) == (0, 1)
+    x, t = blobs(dtype="float32")
+    nets = [TwoLayerNet(8, 20, 3, weight_init_std=0.3, seed=1) for _ in range(2)]
+    histories = [fit(net, Momentum(lr=0.05), (x, t), epochs=2, batch_size=12, seed=3,
+                     eval=blobs(n=200, seed=9, dtype="float32"), progress=False, comm=comm if i else None)
+                 for i, net in enumerate(nets)]
+    for key in ("loss", "train_acc", "test_acc"):
+        assert histories[0][key] == histories[1][key]
+    for key in nets[0].params:
+        np.testing.assert_array_equal(xbp.to_cpu(nets[0].params[key]), xbp.to_cpu(nets[1].params[key]))
+
+
+class _TwoRanksOfOne:
+    """A stand-in communicator of size 2 whose 'other rank' holds the same arrays: sum = 2 * buffer."""
+
+    size = 2
+
+    def allreduce_sum(self, buffer):
+        return buffer + buffer
+
+
+def test_allreduce_mean_packs_each_dtype_in_one_buffer_and_restores_shapes(xp):
+    grads = {"W2": xp.reshape(xp.arange(6, dtype=xp.float32), (2, 3)), "b1": xp.ones(4, dtype=xp.float32),
+             "W1": xp.reshape(xp.arange(8, dtype=xp.float64), (4, 2))}
+    mean = distributed.allreduce_mean(grads, _TwoRanksOfOne())
+    assert list(mean) == list(grads)
+    for key, value in grads.items():
+        assert mean[key].shape == value.shape and mean[key].dtype == value.dtype
+        np.testing.assert_array_equal(xbp.to_cpu(mean[key]), xbp.to_cpu(value))
+
+
+def test_launched_size_reads_the_launchers_environment(monkeypatch):
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.launched_size() == 1
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    assert distributed.launched_size() == 4
+
+
+def test_nothing_distributed_is_imported_until_init_is_called():
+    code = ("import sys, xbp, xbp.training, xbp.distributed; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mpi4py', 'threadpoolctl')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_abort_on_error_exits_as_usual_outside_a_multi_rank_job():
+    with pytest.raises(SystemExit, match="error: bad option"), distributed.abort_on_error():
+        sys.exit("error: bad option")
+
+
+# ---------------------------------------------------------------- several ranks, under mpiexec
+
+@needs_mpi
+def test_one_rank_under_mpiexec_equals_plain_fit_bitwise(tmp_path):
+    status, output, _ = run_ranks(1, "single", tmp_path)
+    assert status == 0, output
+    (result,) = results(tmp_path)
+    assert result["plain"] == result["distributed"] and result["same_history"]
+
+
+@needs_mpi
+def test_two_ranks_stay_identical_and_match_one_process_with_the_same_global_batch(tmp_path):
+    status, output, _ = run_ranks(2, "train", tmp_path)
+    assert status == 0, output
+    ranks = results(tmp_path)
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert len(ranks[0]["float64"]["logged"]) == STEPS_EPOCHS and not ranks[1]["float64"]["logged"]
+    for dtype, tolerance in (("float64", 1e-12), ("float32", 1e-5)):
+        assert ranks[0][dtype]["digest"] == ranks[1][dtype]["digest"]  # bitwise identical replicas
+        assert ranks[0][dtype]["loss"] == ranks[1][dtype]["loss"]
+        assert ranks[0][dtype]["allreduce_calls"] >= 300  # a few hundred steps, one sum each
+        x, t = blobs(dtype=dtype)
+        net = TwoLayerNet(8, 20, 3, weight_init_std=0.3, seed=1, dtype=dtype)
+        history = fit(net, SGD(lr=0.1), (x, t), epochs=STEPS_EPOCHS, batch_size=12, seed=3,
+                      eval=blobs(n=200, seed=9, dtype=dtype), progress=False)
+        trained = np.load(tmp_path / f"params-{dtype}.npz")
+        for key in net.params:
+            np.testing.assert_allclose(trained[key], net.params[key], rtol=0, atol=tolerance)
+        assert ranks[0][dtype]["loss"] == pytest.approx(history["loss"], rel=1e-4)
+        assert ranks[0][dtype]["test_acc"] == pytest.approx(history["test_acc"], abs=0.01)
+
+
+@needs_mpi
+def test_batchnorm_running_statistics_are_averaged_so_replicas_stay_identical(tmp_path):
+    status, output, _ = run_ranks(2, "batchnorm", tmp_path)
+    assert status == 0, output
+    ranks = results(tmp_path)
+    assert len(ranks) == 2 and ranks[0]["digest"] == ranks[1]["digest"]
+    assert ranks[0]["loss"][-1] < ranks[0]["loss"][0]
+
+
+@needs_mpi
+def test_a_batch_that_does_not_split_over_three_ranks_fails_on_every_rank(tmp_path):
+    status, output, _ = run_ranks(3, "indivisible", tmp_path)
+    assert status != 0
+    errors = errors_of(tmp_path)
+    assert len(errors) == 3, output
+    assert all(error.startswith("the global batch of 100 does not split evenly over 3 ranks")
+               and "e.g. 99 or 102" in error for error in errors)
+
+
+@needs_mpi
+@pytest.mark.parametrize(("scenario", "expected"), [
+    ("mismatch-batch", "batch_size: rank 0 has 12, rank 1 has 6"),
+    ("mismatch-hidden", "parameters: rank 0 has [('W1', (8, 20), 'float32')"),
+    ("mismatch-samples", "train data: rank 0 has ((600, 8)"),
+])
+def test_ranks_that_disagree_fail_together_before_training(tmp_path, scenario, expected):
+    status, output, _ = run_ranks(2, scenario, tmp_path)
+    assert status != 0
+    errors = errors_of(tmp_path)
+    assert len(errors) == 2, output
+    assert all(error.startswith("the ranks disagree, so none of them started") and expected in error
+               for error in errors)
+
+
+@needs_mpi
+def test_one_raising_rank_ends_the_job_within_ten_seconds(tmp_path):
+    status, output, _ = run_ranks(2, "raise", tmp_path, limit=60)
+    ended = time.time()
+    assert status != 0, output
+    raised = float((tmp_path / "raised").read_text())
+    assert ended - raised < 10, f"the job ran {ended - raised:.1f} s after rank 1 raised"
+    assert "rank 1 of 2 failed; ending the job" in output and "rank 1 fails on purpose" in output
+    assert not results(tmp_path)
+
+
+@needs_mpi
+def test_sys_exit_on_one_rank_ends_the_job_inside_abort_on_error(tmp_path):
+    status, output, _ = run_ranks(2, "exit", tmp_path, limit=60)
+    assert status != 0, output
+    assert "error: rank 1 cannot find its data" in output and "rank 1 of 2 failed; ending the job" in output
+
+
+# ---------------------------------------------------------------- NCCL (needs a GPU)
+
+@pytest.mark.gpu
+@needs_mpi
+def test_nccl_and_the_host_staged_sum_agree_on_one_gpu():
+    try:
+        xp = xbp.get_namespace("cupy")
+    except xbp.BackendError as exc:
+        pytest.skip(f"cupy cannot load here: {str(exc).split(': ', 1)[-1].split('. Fix')[0]}")
+    problem = distributed._nccl_problem()  # its import warnings are caught, never raised here
+    if problem is not None:
+        pytest.skip(f"NCCL cannot load here: {problem}")
+    comm = distributed.init()
+    buffer = xp.linspace(-1, 1, 1001, dtype=xp.float32)
+    through_nccl = distributed._Nccl(comm).allreduce_sum(xp.asarray(buffer, copy=True))
+    through_host = comm._host_staged(xp.asarray(buffer, copy=True), "cupy")
+    np.testing.assert_array_equal(xbp.to_cpu(through_nccl), xbp.to_cpu(through_host))
+    np.testing.assert_array_equal(xbp.to_cpu(through_nccl), xbp.to_cpu(buffer))
+
+
+# ---------------------------------------------------------------- the example
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@needs_mpi
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST not installed: apt-get install "
+                    "dataset-fashion-mnist")
+def test_mnist_example_trains_on_two_ranks_and_only_rank_0_prints_and_saves(tmp_path):
+    command = [_mpiexec(), "-n", "2", sys.executable, str(ROOT / "examples" / "mnist.py"), "--dataset",
+               "fashion-mnist", "--limit", "3000", "--epochs", "1", "--no-progress",
+               "--save", str(tmp_path / "net.npz")]
+    status, output, _ = run_mpiexec(command)
+    assert status == 0, output
+    assert output.count("data parallel over 2 ranks: 50 samples of each batch per rank") == 1
+    assert output.count("final: test accuracy") == 1
+    assert (tmp_path / "net.npz").exists()
