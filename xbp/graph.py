@@ -477,6 +477,35 @@ class Graph:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
+    def to_svg(self) -> str:
+        """The picture `render('graph.svg')` draws, as SVG text (the `<svg>` element); needs Graphviz."""
+        dot = shutil.which("dot")
+        if dot is None:
+            raise GraphvizError(DOT_MISSING)
+        done = subprocess.run([dot, "-Tsvg"], input=self.to_dot().encode("utf-8"), capture_output=True,
+                              check=False)
+        if done.returncode != 0:
+            raise GraphvizError(f"dot could not draw the graph (exit {done.returncode}): "
+                                f"{done.stderr.decode(errors='replace').strip()}")
+        svg = done.stdout.decode("utf-8")
+        return svg[svg.find("<svg"):]  # without the XML prolog and DOCTYPE, to sit inside HTML
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """What Jupyter shows for the graph: the SVG picture, or Mermaid as markdown without Graphviz.
+
+        One picture only: JupyterLab shows the best-ranked type of a bundle, and ranks markdown (60)
+        before SVG (80) (jupyterlab/jupyterlab packages/rendermime/src/factories.ts, defaultRank).
+        """
+        plain = repr(self)
+        if shutil.which("dot") is None:
+            return {"text/markdown": f"```mermaid\n{self.to_mermaid()}```\n", "text/plain": plain}
+        return {"image/svg+xml": self.to_svg(), "text/plain": plain}
+
+    def __repr__(self) -> str:
+        inputs = sum(1 for node in self.nodes if node.op is None and not node.constant)
+        done = " after backward" if any(op.grads is not None for op in self.ops) else ""
+        return f"<Graph: {inputs} inputs, {len(self.ops)} operations{done}>"
+
     def render(self, path: str | os.PathLike[str]) -> Path:
         """Draw the graph into a file; its extension picks the format (.svg, .png, .pdf, .dot).
 
