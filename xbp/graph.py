@@ -261,12 +261,13 @@ class Op:
     (`{'W': node}` sets `layer.W`) and get the layer's `d`-attribute (`layer.dW`), as in the nets.
     """
 
+    output: Node  # the value the layer made: set by `Graph.apply` once the layer has run
+
     def __init__(self, layer: Any, inputs: tuple[Node, ...], params: dict[str, Node], label: str) -> None:
         self.layer = layer
         self.inputs = inputs
         self.params = params
         self.label = label
-        self.output: Node | None = None
         self.grads: tuple[Any, ...] | None = None  # what the last backward sent to each of `sources`
 
     @property
@@ -397,7 +398,7 @@ class Graph:
     def gradients(self) -> dict[str, Any]:
         """The derivative of the last backward's output with respect to each input, by name."""
         return {node.name: node.grad for node in self.nodes
-                if node.op is None and not node.constant and node.grad is not None}
+                if node.op is None and not node.constant and node.grad is not None and node.name is not None}
 
     # ------------------------------------------------------------ drawing
 
@@ -414,8 +415,11 @@ class Graph:
         ids = _Ids()
         box_of: dict[int, str] = {}  # id(node) or id(op) -> box id
         read = {id(node) for op in self.ops for node in op.sources}
-        boxes = [_Box(box_of.setdefault(id(node), ids.new(node.name)), node.name, False)
-                 for node in self.nodes if node.op is None and id(node) in read]
+        boxes: list[_Box] = []
+        for node in self.nodes:
+            if node.op is None and id(node) in read:  # inputs and constants, which always have a name
+                name = node.name or "?"
+                boxes.append(_Box(box_of.setdefault(id(node), ids.new(name)), name, False))
         forward: list[_Arrow] = []
         backward: list[_Arrow] = []
         for i, op in enumerate(self.ops, 1):
@@ -479,11 +483,8 @@ class Graph:
 
     def to_svg(self) -> str:
         """The picture `render('graph.svg')` draws, as SVG text (the `<svg>` element); needs Graphviz."""
-        dot = shutil.which("dot")
-        if dot is None:
-            raise GraphvizError(DOT_MISSING)
-        done = subprocess.run([dot, "-Tsvg"], input=self.to_dot().encode("utf-8"), capture_output=True,
-                              check=False)
+        done = subprocess.run([_dot_program(), "-Tsvg"], input=self.to_dot().encode("utf-8"),
+                              capture_output=True, check=False)
         if done.returncode != 0:
             raise GraphvizError(f"dot could not draw the graph (exit {done.returncode}): "
                                 f"{done.stderr.decode(errors='replace').strip()}")
@@ -518,9 +519,7 @@ class Graph:
         if fmt not in FORMATS:
             raise ValueError(f"cannot draw a graph into {str(path)!r}: the extension must be one of "
                              f"{', '.join('.' + f for f in FORMATS)}.")
-        dot = shutil.which("dot")
-        if fmt != "dot" and dot is None:
-            raise GraphvizError(DOT_MISSING)
+        dot = "" if fmt == "dot" else _dot_program()
         source = self.to_dot().encode("utf-8")
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -543,6 +542,14 @@ class Graph:
                 os.unlink(tmp)
             raise
         return path
+
+
+def _dot_program() -> str:
+    """The path of Graphviz's `dot`; GraphvizError names the package to install when it is missing."""
+    dot = shutil.which("dot")
+    if dot is None:
+        raise GraphvizError(DOT_MISSING)
+    return dot
 
 
 class _Box(NamedTuple):
