@@ -418,6 +418,15 @@ def test_a_nets_graph_shows_itself_in_jupyter(monkeypatch, has_dot):
     assert data["text/plain"] == "<Graph: 6 inputs, 4 operations after backward>"
 
 
+def test_a_graph_says_in_words_what_it_holds():
+    g = Graph()
+    x, y = g.inputs(x=2.0, y=3.0)
+    z = x * y + 1  # the constant 1 is no input
+    assert repr(g) == "<Graph: 2 inputs, 2 operations>"
+    g.backward(z)
+    assert repr(g) == "<Graph: 2 inputs, 2 operations after backward>"
+
+
 @pytest.mark.skipif(os.name == "nt", reason="the stand-in for dot is a shell script")
 def test_to_svg_reports_what_dot_said(tmp_path, monkeypatch):
     fake = tmp_path / "dot"
