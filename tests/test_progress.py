@@ -53,11 +53,12 @@ def test_in_a_notebook_one_display_is_updated_in_place(
         bar.set_postfix("loss=0.5")
         bar.update(2)  # at 0.5: redraw; closing at 2.0 draws the final line
     assert [update["text/plain"] for update in cell.updates] == [
+        "epoch <1>:   0% 0/4 [0.0s, 0/s]",
         "epoch <1>:  50% 2/4 [0.2s, 10/s]",
         "epoch <1>: 100% 4/4 [0.5s, 8/s] loss=0.5",
         "epoch <1>: 100% 4/4 [2.0s, 2/s] loss=0.5",
     ]
-    assert cell.updates[0]["text/html"] == (
+    assert cell.updates[1]["text/html"] == (
         '<progress value="2" max="4" style="width: 16em; vertical-align: middle"></progress> '
         "<code>epoch &lt;1&gt;:  50% 2/4 [0.2s, 10/s]</code>")
     assert capsys.readouterr() == ("", "")  # nothing on stdout or stderr: no carriage returns there

@@ -62,6 +62,8 @@ class ProgressBar:
         self.n, self.postfix, self.closed = 0, "", False
         self.start = self.last_draw = time.monotonic()
         self.width = 0
+        if self.cell is not None:
+            self._draw("", self.start)  # the bar at 0 from the start, not an empty output
 
     def update(self, n: int = 1) -> None:
         """Add `n` to the count; redraw if the last redraw is old enough."""
