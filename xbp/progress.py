@@ -95,7 +95,7 @@ class ProgressBar:
                 self.file.flush()
         self.closed = True
 
-    def html(self, text: str) -> str:
+    def to_html(self, text: str) -> str:
         """The bar as HTML, for a notebook: a `<progress>` element, then the line."""
         value = f' value="{self.n}" max="{self.total}"' if self.total else ""  # no total: indeterminate
         return (f'<progress{value} style="width: 16em; vertical-align: middle"></progress> '
@@ -104,7 +104,7 @@ class ProgressBar:
     def _draw(self, start: str, now: float) -> None:
         text = self.line(now)
         if self.cell is not None:
-            self.cell.update({"text/plain": text, "text/html": self.html(text)}, raw=True)
+            self.cell.update({"text/plain": text, "text/html": self.to_html(text)}, raw=True)
             self.last_draw = now
             return
         self.file.write(start + text.ljust(self.width))  # pad over a longer previous line
