@@ -370,6 +370,74 @@ def test_render_with_graphviz(tmp_path, suffix):
         assert ">2.2<" in text and ">220<" in text and "#e8552b" in text
 
 
+# ---------------------------------------------------------------- Jupyter
+
+def shown_in_jupyter(obj: object) -> dict[str, str]:
+    """The mime bundle IPython sends to the notebook for `obj`, as a cell's last line would."""
+    from IPython.core.formatters import DisplayFormatter  # IPython comes with the test extra
+
+    data, _ = DisplayFormatter().format(obj)
+    return data
+
+
+@NEEDS_DOT
+def test_jupyter_shows_the_svg_that_render_draws(tmp_path):
+    g, _, _ = apple_graph()
+    data = shown_in_jupyter(g)
+    assert set(data) == {"image/svg+xml", "text/plain"}  # no markdown, which JupyterLab would prefer
+    svg = data["image/svg+xml"]
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    assert ">2.2<" in svg and ">220<" in svg and ">110<" in svg and ">200<" in svg and "#e8552b" in svg
+    drawn = g.render(tmp_path / "apple.svg").read_text(encoding="utf-8")
+    assert drawn[drawn.index("<svg"):] == svg
+    assert data["text/plain"] == "<Graph: 3 inputs, 2 operations after backward>"
+
+
+def test_jupyter_shows_mermaid_as_markdown_without_graphviz(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)
+    g, _, _ = apple_graph()
+    data = shown_in_jupyter(g)
+    assert set(data) == {"text/markdown", "text/plain"}
+    assert data["text/markdown"] == f"```mermaid\n{g.to_mermaid()}```\n"
+    with pytest.raises(GraphvizError, match="apt-get install graphviz"):
+        g.to_svg()
+
+
+@pytest.mark.parametrize("has_dot", [True, False], ids=["graphviz", "no-graphviz"])
+def test_a_nets_graph_shows_itself_in_jupyter(monkeypatch, has_dot):
+    if has_dot and not HAS_DOT:
+        pytest.skip("Graphviz's dot program is not installed here")
+    if not has_dot:
+        monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)
+    net = TwoLayerNet(4, 5, 3, seed=0, dtype="float64")
+    g = net.to_graph(xbp.asarray(host(1, 2, 4), dtype="float64"), xbp.asarray(np.array([0, 2])))
+    data = shown_in_jupyter(g)
+    picture = data["image/svg+xml"] if has_dot else data["text/markdown"]
+    for text in ("Affine1", "Relu1", "Affine2", "SoftmaxWithLoss", "(2, 4) float64", "(4, 5) float64"):
+        assert text in picture
+    assert data["text/plain"] == "<Graph: 6 inputs, 4 operations after backward>"
+
+
+def test_a_graph_says_in_words_what_it_holds():
+    g = Graph()
+    x, y = g.inputs(x=2.0, y=3.0)
+    z = x * y + 1  # the constant 1 is no input
+    assert repr(g) == "<Graph: 2 inputs, 2 operations>"
+    g.backward(z)
+    assert repr(g) == "<Graph: 2 inputs, 2 operations after backward>"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in for dot is a shell script")
+def test_to_svg_reports_what_dot_said(tmp_path, monkeypatch):
+    fake = tmp_path / "dot"
+    fake.write_text('#!/bin/sh\necho "syntax error in line 1" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: str(fake))
+    g, _, _ = apple_graph()
+    with pytest.raises(GraphvizError, match=r"exit 1\): syntax error in line 1"):
+        g.to_svg()
+
+
 # ---------------------------------------------------------------- examples
 
 EXAMPLES = {

@@ -25,7 +25,7 @@ __all__ = ["load_params", "save_params"]
 def save_params(path: str | os.PathLike[str], params: dict[str, Any]) -> None:
     """Write `params` (name -> array of any backend) to the `.npz` file `path`, atomically."""
     target = Path(path)
-    host = {name: backend.to_cpu(value) for name, value in params.items()}
+    host: dict[str, Any] = {name: backend.to_cpu(value) for name, value in params.items()}
     handle, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.",
                                          suffix=".tmp")
     try:

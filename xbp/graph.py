@@ -261,12 +261,13 @@ class Op:
     (`{'W': node}` sets `layer.W`) and get the layer's `d`-attribute (`layer.dW`), as in the nets.
     """
 
+    output: Node  # the value the layer made: set by `Graph.apply` once the layer has run
+
     def __init__(self, layer: Any, inputs: tuple[Node, ...], params: dict[str, Node], label: str) -> None:
         self.layer = layer
         self.inputs = inputs
         self.params = params
         self.label = label
-        self.output: Node | None = None
         self.grads: tuple[Any, ...] | None = None  # what the last backward sent to each of `sources`
 
     @property
@@ -397,7 +398,7 @@ class Graph:
     def gradients(self) -> dict[str, Any]:
         """The derivative of the last backward's output with respect to each input, by name."""
         return {node.name: node.grad for node in self.nodes
-                if node.op is None and not node.constant and node.grad is not None}
+                if node.op is None and not node.constant and node.grad is not None and node.name is not None}
 
     # ------------------------------------------------------------ drawing
 
@@ -414,8 +415,11 @@ class Graph:
         ids = _Ids()
         box_of: dict[int, str] = {}  # id(node) or id(op) -> box id
         read = {id(node) for op in self.ops for node in op.sources}
-        boxes = [_Box(box_of.setdefault(id(node), ids.new(node.name)), node.name, False)
-                 for node in self.nodes if node.op is None and id(node) in read]
+        boxes: list[_Box] = []
+        for node in self.nodes:
+            if node.op is None and id(node) in read:  # inputs and constants, which always have a name
+                name = node.name or "?"
+                boxes.append(_Box(box_of.setdefault(id(node), ids.new(name)), name, False))
         forward: list[_Arrow] = []
         backward: list[_Arrow] = []
         for i, op in enumerate(self.ops, 1):
@@ -477,6 +481,32 @@ class Graph:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
+    def to_svg(self) -> str:
+        """The picture `render('graph.svg')` draws, as SVG text (the `<svg>` element); needs Graphviz."""
+        done = subprocess.run([_dot_program(), "-Tsvg"], input=self.to_dot().encode("utf-8"),
+                              capture_output=True, check=False)
+        if done.returncode != 0:
+            raise GraphvizError(f"dot could not draw the graph (exit {done.returncode}): "
+                                f"{done.stderr.decode(errors='replace').strip()}")
+        svg = done.stdout.decode("utf-8")
+        return svg[svg.find("<svg"):]  # without the XML prolog and DOCTYPE, to sit inside HTML
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """What Jupyter shows for the graph: the SVG picture, or Mermaid as markdown without Graphviz.
+
+        One picture only: JupyterLab shows the best-ranked type of a bundle, and ranks markdown (60)
+        before SVG (80) (jupyterlab/jupyterlab packages/rendermime/src/factories.ts, defaultRank).
+        """
+        plain = repr(self)
+        if shutil.which("dot") is None:
+            return {"text/markdown": f"```mermaid\n{self.to_mermaid()}```\n", "text/plain": plain}
+        return {"image/svg+xml": self.to_svg(), "text/plain": plain}
+
+    def __repr__(self) -> str:
+        inputs = sum(1 for node in self.nodes if node.op is None and not node.constant)
+        done = " after backward" if any(op.grads is not None for op in self.ops) else ""
+        return f"<Graph: {inputs} inputs, {len(self.ops)} operations{done}>"
+
     def render(self, path: str | os.PathLike[str]) -> Path:
         """Draw the graph into a file; its extension picks the format (.svg, .png, .pdf, .dot).
 
@@ -489,9 +519,7 @@ class Graph:
         if fmt not in FORMATS:
             raise ValueError(f"cannot draw a graph into {str(path)!r}: the extension must be one of "
                              f"{', '.join('.' + f for f in FORMATS)}.")
-        dot = shutil.which("dot")
-        if fmt != "dot" and dot is None:
-            raise GraphvizError(DOT_MISSING)
+        dot = "" if fmt == "dot" else _dot_program()
         source = self.to_dot().encode("utf-8")
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -514,6 +542,14 @@ class Graph:
                 os.unlink(tmp)
             raise
         return path
+
+
+def _dot_program() -> str:
+    """The path of Graphviz's `dot`; GraphvizError names the package to install when it is missing."""
+    dot = shutil.which("dot")
+    if dot is None:
+        raise GraphvizError(DOT_MISSING)
+    return dot
 
 
 class _Box(NamedTuple):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from xbp.backend import array_namespace, on_params_device
 from xbp.errors import CheckpointError
 from xbp.gradcheck import numerical_gradient
 from xbp.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss
+
+if TYPE_CHECKING:  # for annotations only: xbp.graph loads when a net is first drawn
+    from xbp.graph import Graph
 
 __all__ = ["MultiLayerNet", "Net", "TwoLayerNet"]
 
@@ -193,7 +196,7 @@ class Net:
             setattr(self.layers[name], attr, self.params[key])
 
     @on_params_device
-    def to_graph(self, x: Any, t: Any) -> Any:
+    def to_graph(self, x: Any, t: Any) -> Graph:
         """The net as an `xbp.graph.Graph`, after a forward and backward pass on (x, t), to draw."""
         from xbp.graph import trace_net  # the drawing code loads only when asked for
 
