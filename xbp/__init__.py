@@ -20,7 +20,15 @@ from xbp.backend import (
     using_backend,
 )
 from xbp.checkpoint import load_params, save_params
-from xbp.errors import BackendError, CheckpointError, DatasetError, DeviceMismatchError, XbpError
+from xbp.errors import (
+    BackendError,
+    CheckpointError,
+    DatasetError,
+    DeviceMismatchError,
+    TrainingDivergedError,
+    TrainingInterrupted,
+    XbpError,
+)
 
 __version__ = "0.1.0"
 
@@ -29,6 +37,8 @@ __all__ = [
     "CheckpointError",
     "DatasetError",
     "DeviceMismatchError",
+    "TrainingDivergedError",
+    "TrainingInterrupted",
     "XbpError",
     "__version__",
     "array_namespace",

@@ -9,6 +9,8 @@ of at every step. Evaluation also runs on the device, in batches.
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -18,6 +20,7 @@ import numpy as np
 from xbp import backend
 from xbp.backend import array_namespace
 from xbp.progress import ProgressBar
+from xbp.resume import Checkpoints, Session, run_settings
 
 __all__ = ["evaluate", "fit"]
 
@@ -39,7 +42,9 @@ class Optimizer(Protocol):
 
 def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs: int,
         batch_size: int = 100, seed: int | None = 0, eval: tuple[Any, Any] | None = None,
-        progress: bool = True, log: Callable[[str], None] | None = print) -> dict[str, list[float]]:
+        progress: bool = True, log: Callable[[str], None] | None = print,
+        checkpoint: str | os.PathLike[str] | Checkpoints | None = None, checkpoint_every: int | None = None,
+        resume: bool = False) -> dict[str, list[float]]:
     """Train `net` for `epochs` passes over `train` = (x, t); returns the per-epoch history.
 
     Each epoch visits every sample once in a random order (`len(x) // batch_size` steps; the last
@@ -47,6 +52,11 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     epoch's steps), `train_acc` and `test_acc` (after the epoch; `test_acc` only with `eval`),
     `seconds` (training time, without evaluation) and `samples_per_s`. With `progress`, a bar on
     stderr follows each epoch and `log` (default `print`) gets one line per epoch.
+
+    With `checkpoint` (a `.npz` path, a folder, or `xbp.resume.Checkpoints`) the run is saved at the
+    end of each epoch and every `checkpoint_every` steps; `resume=True` continues from the newest
+    checkpoint there, exactly (see `xbp.resume`), and Ctrl-C saves one and raises
+    `TrainingInterrupted`. A NaN or infinite epoch loss raises `TrainingDiverged`.
     """
     x, t = train
     if epochs < 1 or batch_size < 1:
@@ -70,24 +80,35 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     history: dict[str, list[float]] = {"loss": [], "train_acc": [], "test_acc": [], "seconds": [],
                                        "samples_per_s": []}
     rng = np.random.default_rng(seed)
+    session = Session(checkpoint, every=checkpoint_every, resume=resume, net=net, optimizer=optimizer,
+                      rng=rng, epochs=epochs, steps=steps, history=history, log=log,
+                      settings=lambda extra: run_settings(net, optimizer, *train, batch_size=batch_size,
+                                                          seed=seed, extra=extra))
     checking, net.last_layer.check_labels = net.last_layer.check_labels, False  # checked above
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(session.epoch, epochs + 1):
+            first = session.epoch_begins(epoch)  # > 0 in an epoch resumed in its middle
             order = rng.permutation(n)[: steps * batch_size].reshape(steps, batch_size)
             batches = backend.to_device(order, where)
             bar = ProgressBar(steps, desc=f"epoch {epoch}/{epochs}", unit=" steps",
                               enabled=progress)
-            start = time.perf_counter()
-            total = xp.zeros((), dtype=next(iter(net.params.values())).dtype, device=where)
-            for step in range(steps):
-                index = batches[step, ...]
-                grads = net.gradient(xp.take(x, index, axis=0), xp.take(t, index, axis=0))
-                optimizer.update(net.params, grads)
-                total = total + net.last_layer.loss
-                bar.update()
+            bar.update(first)
+            carried_loss, carried_seconds = session.carried(epoch)
+            start = time.perf_counter() - carried_seconds
+            total = xp.zeros((), dtype=next(iter(net.params.values())).dtype, device=where) + carried_loss
+            with session.catching_interrupts():
+                for step in range(first, steps):
+                    index = batches[step, ...]
+                    grads = net.gradient(xp.take(x, index, axis=0), xp.take(t, index, axis=0))
+                    optimizer.update(net.params, grads)
+                    total = total + net.last_layer.loss
+                    bar.update()
+                    session.after_step(epoch, step + 1, total, time.perf_counter() - start)
             loss = float(total) / steps  # the one read-back of the epoch
             seconds = time.perf_counter() - start
             bar.close()
+            if not math.isfinite(loss):
+                session.diverged(epoch, loss)
             history["loss"].append(loss)
             history["seconds"].append(seconds)
             history["samples_per_s"].append(steps * batch_size / seconds)
@@ -96,6 +117,8 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
                 history["test_acc"].append(evaluate(net, *eval))
             if progress and log is not None:
                 log(_epoch_line(epoch, epochs, history))
+            with session.catching_interrupts():
+                session.after_epoch(epoch)
     finally:
         net.last_layer.check_labels = checking
     return history
