@@ -43,7 +43,8 @@ class _Stateful:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state` (as `state_dict` gives it, with the arrays already on the parameters'
-        device and dtype): counters and slots are taken, the hyperparameters stay this optimizer's own."""
+        device and dtype): counters and copies of the slots are taken; the hyperparameters stay this
+        optimizer's own."""
         if state.get("name") != type(self).__name__:
             raise ValueError(f"a state of {state.get('name')!r} cannot continue a {type(self).__name__}: "
                              "load it into the optimizer that saved it.")
@@ -55,8 +56,9 @@ class _Stateful:
         for key in self._counters:
             setattr(self, key, int(state["counters"][key]))
         for key in self._slots:
-            slot = state["slots"][key]
-            setattr(self, key, None if slot is None else dict(slot))
+            slot = state["slots"][key]  # copied: updates in place must not reach the state's owner
+            setattr(self, key, None if slot is None else
+                    {name: array_namespace(value).asarray(value, copy=True) for name, value in slot.items()})
 
 
 class SGD(_Stateful):
