@@ -347,3 +347,41 @@ def test_divergence_is_caught_without_checkpoints_too(xp):
         fit(TwoLayerNet(8, 16, 3, weight_init_std=0.1, seed=1), SGD(lr=100), blobs(), epochs=3,
             batch_size=20, progress=False)
     assert caught.value.history["loss"] == []
+
+
+# ---------------------------------------------------------------- examples/mnist.py
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+needs_fashion = pytest.mark.skipif(
+    not FASHION.is_dir(), reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+
+
+def _mnist(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": "numpy"}
+    env.pop("XBP_DEVICE", None)
+    return subprocess.run([sys.executable, str(ROOT / "examples" / "mnist.py"), "--dataset", "fashion-mnist",
+                           "--limit", "1000", "--no-progress", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@needs_fashion
+def test_mnist_example_resumes_a_run_with_more_epochs(tmp_path):
+    first = _mnist("--epochs", "1", "--checkpoint", str(tmp_path / "run"))
+    assert first.returncode == 0, first.stderr
+    more = _mnist("--epochs", "2", "--checkpoint", str(tmp_path / "run"), "--resume")
+    assert more.returncode == 0, more.stderr
+    assert f"resumed from {tmp_path / 'run' / 'step-0000000010.npz'}: epoch 2, step 0 of 10" in more.stdout
+    assert "final: test accuracy" in more.stdout
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["step-0000000020.npz"]
+    other = _mnist("--epochs", "3", "--checkpoint", str(tmp_path / "run"), "--resume", "--hidden", "60")
+    assert other.returncode == 1
+    assert "net.state.W1: [784, 50] in the checkpoint, [784, 60] now" in other.stderr
+
+
+@needs_fashion
+def test_mnist_example_stops_a_diverging_run_with_a_message():
+    done = _mnist("--epochs", "3", "--lr", "100")
+    assert done.returncode == 1  # after numpy's overflow warnings, one line that says what happened
+    assert done.stderr.splitlines()[-1].startswith(  # a loss of ~5e5: ln(10) is guessing's
+        "error: training diverged in epoch 1: the mean loss is ")
+    assert ", over 1000 times that of guessing (2.3) with lr 100.0. No checkpoint was saved" in done.stderr

@@ -245,6 +245,7 @@ class Session:
 
     def __init__(self, checkpoint: str | os.PathLike[str] | Checkpoints | None, *, every: int | None,
                  resume: bool, net: Any, optimizer: Any, rng: np.random.Generator, epochs: int, steps: int,
+                 classes: int,
                  history: dict[str, list[float]], settings: Callable[[dict[str, Any]], dict[str, Any]],
                  log: Callable[[str], None] | None) -> None:
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
@@ -257,7 +258,7 @@ class Session:
             else Checkpoints(checkpoint)
         self.where = checkpoint if isinstance(checkpoint, Checkpoints) else self.where
         self.every, self.net, self.optimizer, self.rng = every, net, optimizer, rng
-        self.steps, self.history, self.log = steps, history, log
+        self.steps, self.classes, self.history, self.log = steps, classes, history, log
         self.epoch, self.step, self.loss_sum, self.seconds = 1, 0, 0.0, 0.0
         self.last: Path | None = None
         self.interrupted = False
@@ -363,8 +364,7 @@ class Session:
         if self.interrupted or (self.every is not None and global_step % self.every == 0
                                 and done < self.steps):
             loss_sum = float(total)
-            if not math.isfinite(loss_sum):
-                self.diverged(epoch, loss_sum / done)
+            self.check(epoch, loss_sum / done)
             self._save(epoch, done, loss_sum, seconds, self._epoch_rng)
             if self.interrupted:
                 self._stop(epoch, done)
@@ -377,8 +377,18 @@ class Session:
         if self.interrupted:
             self._stop(epoch + 1, 0)
 
+    def check(self, epoch: int, loss: float) -> None:
+        """Raise `TrainingDivergedError` if the mean cross-entropy `loss` is NaN, infinite, or over a
+        thousand times that of guessing (ln(classes) per sample): no training comes back from there."""
+        guessing = math.log(max(self.classes, 2))
+        if not math.isfinite(loss):
+            self.diverged(epoch, loss)
+        if loss > 1000 * guessing:
+            self.diverged(epoch, loss, f"the mean loss is {loss:.6g}, over 1000 times that of guessing "
+                          f"({guessing:.3g})")
+
     def diverged(self, epoch: int, loss: float, what: str = "") -> None:
-        """Raise `TrainingDivergedError` for a NaN or infinite mean loss (or parameter) in `epoch`."""
+        """Raise `TrainingDivergedError` for a diverged mean loss (or a parameter) in `epoch`."""
         lr = getattr(self.optimizer, "lr", None)
         where = (f"The last good checkpoint is {self.last}: resume from it with a smaller learning rate"
                  if self.last else "No checkpoint was saved before it (pass checkpoint= to keep one)")

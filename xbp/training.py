@@ -9,7 +9,6 @@ of at every step. Evaluation also runs on the device, in batches.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -56,7 +55,8 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     With `checkpoint` (a `.npz` path, a folder, or `xbp.resume.Checkpoints`) the run is saved at the
     end of each epoch and every `checkpoint_every` steps; `resume=True` continues from the newest
     checkpoint there, exactly (see `xbp.resume`), and Ctrl-C saves one and raises
-    `TrainingInterrupted`. A NaN or infinite epoch loss raises `TrainingDiverged`.
+    `TrainingInterrupted`. An epoch loss that is NaN, infinite or over 1000 ln(classes) (a thousand
+    times guessing's) raises `TrainingDivergedError`, with the history so far.
     """
     x, t = train
     if epochs < 1 or batch_size < 1:
@@ -81,7 +81,7 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
                                        "samples_per_s": []}
     rng = np.random.default_rng(seed)
     session = Session(checkpoint, every=checkpoint_every, resume=resume, net=net, optimizer=optimizer,
-                      rng=rng, epochs=epochs, steps=steps, history=history, log=log,
+                      rng=rng, epochs=epochs, steps=steps, classes=classes, history=history, log=log,
                       settings=lambda extra: run_settings(net, optimizer, *train, batch_size=batch_size,
                                                           seed=seed, extra=extra))
     checking, net.last_layer.check_labels = net.last_layer.check_labels, False  # checked above
@@ -107,8 +107,7 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
             loss = float(total) / steps  # the one read-back of the epoch
             seconds = time.perf_counter() - start
             bar.close()
-            if not math.isfinite(loss):
-                session.diverged(epoch, loss)
+            session.check(epoch, loss)  # NaN, inf or absurd: stop, keeping the history
             history["loss"].append(loss)
             history["seconds"].append(seconds)
             history["samples_per_s"].append(steps * batch_size / seconds)
