@@ -294,6 +294,16 @@ def test_an_existing_checkpoint_is_not_overwritten_without_resume(tmp_path):
         fit(deep_net(), Adam(lr=0.01), blobs(), epochs=1, batch_size=20, progress=False, checkpoint=path)
 
 
+def test_ctrl_c_gets_its_own_handler_back_after_fit(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    fit(deep_net(), Adam(lr=0.01), blobs(), epochs=1, batch_size=20, progress=False, checkpoint=tmp_path)
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(CrashError):
+        fit(deep_net(), crashing_adam(3), blobs(), epochs=2, batch_size=20, progress=False,
+            checkpoint=tmp_path, resume=True, log=None)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_bad_checkpoint_arguments_are_explained(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_every must be a positive number of steps"):
         fit(deep_net(), SGD(), blobs(), epochs=1, progress=False, checkpoint=tmp_path, checkpoint_every=0)

@@ -27,7 +27,7 @@ import signal
 import tempfile
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -254,14 +254,14 @@ class Session:
         if checkpoint is None and (every is not None or resume):
             raise ValueError("checkpoint_every and resume need checkpoint=PATH_OR_DIR: where to save "
                              "and resume from.")
-        self.where = None if checkpoint is None or isinstance(checkpoint, Checkpoints) \
+        self.where = checkpoint if checkpoint is None or isinstance(checkpoint, Checkpoints) \
             else Checkpoints(checkpoint)
-        self.where = checkpoint if isinstance(checkpoint, Checkpoints) else self.where
         self.every, self.net, self.optimizer, self.rng = every, net, optimizer, rng
         self.steps, self.classes, self.history, self.log = steps, classes, history, log
         self.epoch, self.step, self.loss_sum, self.seconds = 1, 0, 0.0, 0.0
         self.last: Path | None = None
         self.interrupted = False
+        self._previous_handler: Any = None
         self._epoch_rng: dict[str, Any] = rng.bit_generator.state
         if self.where is None:
             return
@@ -279,6 +279,7 @@ class Session:
             if self.epoch > epochs:
                 self._say(f"the checkpoint has finished {self.epoch - 1} epochs already: nothing to "
                           f"train for epochs={epochs}")
+        self._catch_interrupts()  # the last thing: fit's `finally` calls close()
 
     # -- starting
 
@@ -329,23 +330,22 @@ class Session:
 
     # -- during the run
 
-    @contextlib.contextmanager
-    def catching_interrupts(self) -> Iterator[None]:
-        """While checkpointing, Ctrl-C (SIGINT) asks for a stop after the current step instead of
-        raising inside it; a second Ctrl-C raises at once."""
-        if self.where is None or threading.current_thread() is not threading.main_thread():
-            yield
-            return
+    def _catch_interrupts(self) -> None:
+        """While checkpointing, Ctrl-C (SIGINT) asks for a stop after the current step (or epoch's
+        evaluation) instead of raising inside it; a second Ctrl-C raises at once."""
         def handler(signum: int, frame: Any) -> None:
             if self.interrupted:
                 raise KeyboardInterrupt
             self.interrupted = True
 
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, handler)
+
+    def close(self) -> None:
+        """Give Ctrl-C back its previous handler."""
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
 
     def epoch_begins(self, epoch: int) -> int:
         """Remember the data-order generator's state before `epoch`'s permutation; the first step to run."""

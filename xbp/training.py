@@ -96,14 +96,13 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
             carried_loss, carried_seconds = session.carried(epoch)
             start = time.perf_counter() - carried_seconds
             total = xp.zeros((), dtype=next(iter(net.params.values())).dtype, device=where) + carried_loss
-            with session.catching_interrupts():
-                for step in range(first, steps):
-                    index = batches[step, ...]
-                    grads = net.gradient(xp.take(x, index, axis=0), xp.take(t, index, axis=0))
-                    optimizer.update(net.params, grads)
-                    total = total + net.last_layer.loss
-                    bar.update()
-                    session.after_step(epoch, step + 1, total, time.perf_counter() - start)
+            for step in range(first, steps):
+                index = batches[step, ...]
+                grads = net.gradient(xp.take(x, index, axis=0), xp.take(t, index, axis=0))
+                optimizer.update(net.params, grads)
+                total = total + net.last_layer.loss
+                bar.update()
+                session.after_step(epoch, step + 1, total, time.perf_counter() - start)
             loss = float(total) / steps  # the one read-back of the epoch
             seconds = time.perf_counter() - start
             bar.close()
@@ -116,10 +115,10 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
                 history["test_acc"].append(evaluate(net, *eval))
             if progress and log is not None:
                 log(_epoch_line(epoch, epochs, history))
-            with session.catching_interrupts():
-                session.after_epoch(epoch)
+            session.after_epoch(epoch)
     finally:
         net.last_layer.check_labels = checking
+        session.close()
     return history
 
 
