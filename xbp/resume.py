@@ -100,9 +100,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
 
 
 def _digest(value: np.ndarray) -> dict[str, Any]:
-    data = np.ascontiguousarray(value)
-    return {"shape": list(data.shape), "dtype": data.dtype.str,
-            "sha256": hashlib.sha256(data.view(np.uint8).reshape(-1) if data.size else b"").hexdigest()}
+    return {"shape": list(value.shape), "dtype": value.dtype.str, "sha256": _sha256(value)}
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -153,13 +151,11 @@ def run_settings(net: Any, optimizer: Any, x: Any, t: Any, *, batch_size: int, s
               for name, layer in net.layers.items()}
     stride = max(1, x.shape[0] // 1000)
     labels, sample = backend.to_cpu(t), backend.to_cpu(x[::stride, ...])
-    optimizer_state = optimizer.state_dict() if hasattr(optimizer, "state_dict") else {}
     return {**(extra or {}),
             "net": {"class": type(net).__name__, "layers": layers, "dtype": _dtype_name(first),
                     "weight_decay_lambda": float(getattr(net, "weight_decay_lambda", 0.0)),
                     "state": {key: list(value.shape) for key, value in net.state().items()}},
-            "optimizer": {"name": type(optimizer).__name__,
-                          **optimizer_state.get("hyperparameters", {"lr": getattr(optimizer, "lr", None)})},
+            "optimizer": {"name": type(optimizer).__name__, **optimizer.state_dict()["hyperparameters"]},
             "batch_size": batch_size, "seed": seed,
             "data": {"samples": int(x.shape[0]), "sample_shape": list(x.shape[1:]),
                      "dtype": _dtype_name(x), "labels_sha256": _sha256(labels),
@@ -171,7 +167,7 @@ def _dtype_name(x: Any) -> str:
 
 
 def _sha256(value: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(value)).hexdigest()  # the buffer, without a copy
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -208,6 +204,9 @@ class Checkpoints:
     def prepare(self) -> None:
         """Make the folder, and remove temporary files that a killed save left behind."""
         folder = self.path.parent if self.single else self.path
+        if not self.single and self.path.exists() and not self.path.is_dir():
+            raise CheckpointError(f"{self.path} is a file: give a folder for checkpoints, or a path "
+                                  "ending in .npz for a single checkpoint file.")
         if self.single and not folder.is_dir():
             raise CheckpointError(f"the folder of the checkpoint {self.path} does not exist; create "
                                   "it first.")
@@ -265,6 +264,9 @@ class Session:
         self._epoch_rng: dict[str, Any] = rng.bit_generator.state
         if self.where is None:
             return
+        if not (hasattr(optimizer, "state_dict") and hasattr(optimizer, "load_state_dict")):
+            raise TypeError(f"checkpoints need the optimizer's state: give {type(optimizer).__name__} "
+                            "state_dict() and load_state_dict() (as xbp.optimizers' optimizers have).")
         self.settings = settings(self.where.settings)
         self.where.prepare()
         found = self.where.existing()
@@ -309,8 +311,7 @@ class Session:
                     for key, value in values.items()}
         # every check done: now change the net, the optimizer and the generators
         net.set_params(state["net"])
-        if hasattr(self.optimizer, "load_state_dict"):
-            self.optimizer.load_state_dict(optimizer_state)
+        self.optimizer.load_state_dict(optimizer_state)
         like = next(iter(net.params.values()))
         for name, rng_state in state["device_rngs"].items():
             if not _device_rngs(net)[name].load_state_dict(rng_state, like=like):
@@ -404,8 +405,7 @@ class Session:
     def _save(self, epoch: int, step: int, loss_sum: float, seconds: float, rng_state: dict) -> None:
         net, arrays = self.net, {}
         state = _pack({"net": net.state(),
-                       "optimizer": self.optimizer.state_dict() if hasattr(self.optimizer, "state_dict")
-                       else {},
+                       "optimizer": self.optimizer.state_dict(),
                        "device_rngs": {name: rng.state_dict() for name, rng in _device_rngs(net).items()}},
                       "state", arrays)
         arrays = {name: backend.to_cpu(value) for name, value in arrays.items()}  # one copy to the host
