@@ -244,7 +244,7 @@ class Session:
 
     def __init__(self, checkpoint: str | os.PathLike[str] | Checkpoints | None, *, every: int | None,
                  resume: bool, net: Any, optimizer: Any, rng: np.random.Generator, epochs: int, steps: int,
-                 classes: int,
+                 classes: int, writer: bool = True,
                  history: dict[str, list[float]], settings: Callable[[dict[str, Any]], dict[str, Any]],
                  log: Callable[[str], None] | None) -> None:
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
@@ -257,7 +257,8 @@ class Session:
             else Checkpoints(checkpoint)
         self.every, self.net, self.optimizer, self.rng = every, net, optimizer, rng
         self.steps, self.classes, self.history, self.log = steps, classes, history, log
-        self.epoch, self.step, self.loss_sum, self.seconds = 1, 0, 0.0, 0.0
+        self.writer = writer  # False: resume from the checkpoints but never write them
+        self.epoch, self.step, self.losses, self.seconds = 1, 0, [], 0.0
         self.last: Path | None = None
         self.interrupted = False
         self._previous_handler: Any = None
@@ -322,7 +323,7 @@ class Session:
         for key, values in meta["history"].items():
             self.history.setdefault(key, [])[:] = values
         self.epoch, self.step = meta["epoch"], meta["step"]
-        self.loss_sum, self.seconds = meta["loss_sum"], meta["seconds"]
+        self.losses, self.seconds = meta["losses"], meta["seconds"]
         self.last = path
         self._say(f"resumed from {path}: epoch {self.epoch}, step {self.step} of {self.steps}")
         if lr_then != lr_now:
@@ -353,20 +354,22 @@ class Session:
         self._epoch_rng = self.rng.bit_generator.state
         return self.step if epoch == self.epoch else 0
 
-    def carried(self, epoch: int) -> tuple[float, float]:
-        """(loss sum, seconds) of the steps of `epoch` done before the resume."""
-        return (self.loss_sum, self.seconds) if epoch == self.epoch else (0.0, 0.0)
+    def carried(self, epoch: int) -> tuple[list[float], float]:
+        """(losses, seconds) of the steps of `epoch` done before the resume, as `after_step` got them."""
+        return (self.losses, self.seconds) if epoch == self.epoch else ([], 0.0)
 
-    def after_step(self, epoch: int, done: int, total: Any, seconds: float) -> None:
-        """Save after `done` steps of `epoch` when it is time (every `every` steps) or on Ctrl-C."""
+    def after_step(self, epoch: int, done: int, losses: Callable[[], list[float]], seconds: float) -> None:
+        """Save after `done` steps of `epoch` when it is time (every `every` steps) or on Ctrl-C;
+        `losses()` reads back the epoch's losses so far (host floats that sum to their total), only
+        then."""
         if self.where is None:
             return
         global_step = (epoch - 1) * self.steps + done
         if self.interrupted or (self.every is not None and global_step % self.every == 0
                                 and done < self.steps):
-            loss_sum = float(total)
-            self.check(epoch, loss_sum / done)
-            self._save(epoch, done, loss_sum, seconds, self._epoch_rng)
+            done_losses = [float(value) for value in losses()]
+            self.check(epoch, math.fsum(done_losses) / done)
+            self._save(epoch, done, done_losses, seconds, self._epoch_rng)
             if self.interrupted:
                 self._stop(epoch, done)
 
@@ -374,7 +377,7 @@ class Session:
         """Save at the end of `epoch` (as the start of the next), then stop there if Ctrl-C came."""
         if self.where is None:
             return
-        self._save(epoch + 1, 0, 0.0, 0.0, self.rng.bit_generator.state)
+        self._save(epoch + 1, 0, [], 0.0, self.rng.bit_generator.state)
         if self.interrupted:
             self._stop(epoch + 1, 0)
 
@@ -402,7 +405,9 @@ class Session:
 
     # -- saving
 
-    def _save(self, epoch: int, step: int, loss_sum: float, seconds: float, rng_state: dict) -> None:
+    def _save(self, epoch: int, step: int, losses: list[float], seconds: float, rng_state: dict) -> None:
+        if not self.writer:
+            return
         net, arrays = self.net, {}
         state = _pack({"net": net.state(),
                        "optimizer": self.optimizer.state_dict(),
@@ -411,10 +416,11 @@ class Session:
         arrays = {name: backend.to_cpu(value) for name, value in arrays.items()}  # one copy to the host
         for name, value in arrays.items():
             if name.startswith("state/net/") and not np.all(np.isfinite(value)):
-                self.diverged(epoch, loss_sum / max(step, 1), f"{name[len('state/net/'):]} is not finite")
+                self.diverged(epoch, math.fsum(losses) / max(step, 1),
+                              f"{name[len('state/net/'):]} is not finite")
         target = self.where.target((epoch - 1) * self.steps + step)
         write_checkpoint(target, arrays, {
-            "epoch": epoch, "step": step, "steps_per_epoch": self.steps, "loss_sum": loss_sum,
+            "epoch": epoch, "step": step, "steps_per_epoch": self.steps, "losses": losses,
             "seconds": seconds, "rng": rng_state, "history": self.history, "state": state,
             "settings": self.settings})
         self.last = target

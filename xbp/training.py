@@ -93,16 +93,17 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
             bar = ProgressBar(steps, desc=f"epoch {epoch}/{epochs}", unit=" steps",
                               enabled=progress)
             bar.update(first)
-            carried_loss, carried_seconds = session.carried(epoch)
+            carried, carried_seconds = session.carried(epoch)  # [sum of the steps done], or []
             start = time.perf_counter() - carried_seconds
-            total = xp.zeros((), dtype=next(iter(net.params.values())).dtype, device=where) + carried_loss
+            total = xp.zeros((), dtype=next(iter(net.params.values())).dtype, device=where) + sum(carried)
             for step in range(first, steps):
                 index = batches[step, ...]
                 grads = net.gradient(xp.take(x, index, axis=0), xp.take(t, index, axis=0))
                 optimizer.update(net.params, grads)
                 total = total + net.last_layer.loss
                 bar.update()
-                session.after_step(epoch, step + 1, total, time.perf_counter() - start)
+                session.after_step(epoch, step + 1, lambda total=total: [float(total)],
+                                   time.perf_counter() - start)
             loss = float(total) / steps  # the one read-back of the epoch
             seconds = time.perf_counter() - start
             bar.close()
