@@ -11,6 +11,7 @@ installed with apt-get when run as root), and says so. The backend comes from XB
     python examples/mnist.py --dataset fashion-mnist --epochs 3 --plot curves.png --save net.npz
     python examples/mnist.py --layers 100,100,100 --batchnorm --dropout 0.2 --optimizer adam
     mpiexec -n 4 python examples/mnist.py --distributed    # 4 processes, each a quarter of each batch
+    python examples/mnist.py --checkpoint runs/book      # Ctrl-C, then the same command + --resume
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from xbp.backend import device_name
 from xbp.datasets.fallback import load_training_data
 from xbp.nets import MultiLayerNet, Net, TwoLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
+from xbp.resume import Checkpoints
 from xbp.training import fit
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "adam": Adam}
@@ -73,6 +75,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--distributed", action="store_true", help="data-parallel training as one of "
                         "the ranks mpiexec started (automatic when it started more than one); with "
                         "CuPy, one GPU per rank")
+    parser.add_argument("--checkpoint", type=Path, metavar="DIR", help="save the run to this folder at "
+                        "the end of each epoch (and on Ctrl-C), to resume it with --resume")
+    parser.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                        help="with --checkpoint: also save every STEPS steps")
+    parser.add_argument("--keep", type=int, default=1, metavar="N",
+                        help="with --checkpoint: keep the newest N checkpoints (default 1)")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint "
+                        "DIR exactly where it stopped (give the same options as when it started)")
     return parser.parse_args(argv)
 
 
@@ -172,6 +182,24 @@ def build_net(args: argparse.Namespace) -> tuple[Net, str]:
     return net, f"MultiLayerNet {sizes}" + (f" ({', '.join(extras)})" if extras else "")
 
 
+def train(args: argparse.Namespace, net: Net, optimizer: object, train_set: tuple, test_set: tuple,
+          epochs: int, *, dataset: str, comm: object = None) -> dict[str, list[float]]:
+    """fit, with --checkpoint / --resume; Ctrl-C and a diverging loss end with a message, not a traceback."""
+    if (args.resume or args.checkpoint_every) and args.checkpoint is None:
+        sys.exit("error: --resume and --checkpoint-every need --checkpoint DIR.")
+    checkpoint = None if args.checkpoint is None else \
+        Checkpoints(args.checkpoint, keep=args.keep, settings={"dataset": dataset})
+    try:
+        return fit(net, optimizer, train_set, epochs=epochs, batch_size=args.batch_size, seed=args.seed,
+                   eval=test_set, progress=not args.no_progress, checkpoint=checkpoint,
+                   checkpoint_every=args.checkpoint_every, resume=args.resume, comm=comm)
+    except xbp.TrainingInterrupted as exc:
+        print(f"\n{exc}".replace("resume=True (examples/mnist.py: --resume)", "--resume"), file=sys.stderr)
+        sys.exit(130)
+    except (xbp.TrainingDivergedError, xbp.CheckpointError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     check_outputs(args)
@@ -216,8 +244,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"data parallel over {comm.size} ranks: {args.batch_size // comm.size} samples "
               "of each batch per rank")
 
-    history = fit(net, optimizer, (x_train, t_train), epochs=epochs, batch_size=args.batch_size,
-                  seed=args.seed, eval=(x_test, t_test), progress=not args.no_progress, comm=comm)
+    history = train(args, net, optimizer, (x_train, t_train), (x_test, t_test), epochs,
+                    dataset=data.dataset, comm=comm)
     seconds = sum(history["seconds"])
     print(f"final: test accuracy {history['test_acc'][-1]:.4f}, train accuracy "
           f"{history['train_acc'][-1]:.4f}, {seconds:.1f} s training "

@@ -26,6 +26,8 @@ from xbp.errors import (
     DatasetError,
     DeviceMismatchError,
     DownloadError,
+    TrainingDivergedError,
+    TrainingInterrupted,
     XbpError,
 )
 
@@ -37,6 +39,8 @@ __all__ = [
     "DatasetError",
     "DeviceMismatchError",
     "DownloadError",
+    "TrainingDivergedError",
+    "TrainingInterrupted",
     "XbpError",
     "__version__",
     "array_namespace",

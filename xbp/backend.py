@@ -553,6 +553,43 @@ class DeviceRNG:
             self._generators[key] = _new_generator(library, dev, self.seed)
         return self._generators[key]
 
+    # -- checkpoints: the streams continue where they stopped (xbp.resume)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The seed and each generator's state, keyed 'library/device': numpy's bit-generator state (a
+        dict of ints), CuPy's cuRAND states (a device array of bytes)."""
+        return {"seed": self.seed, "generators": {
+            f"{library}/{label}": generator.bit_generator._state if library == "cupy"
+            else generator.bit_generator.state for (library, label), generator in self._generators.items()}}
+
+    def load_state_dict(self, state: dict[str, Any], *, like: Any) -> bool:
+        """Continue the stream `state_dict` saved, for arrays like `like`. The numpy and portable
+        generators are one kind (numpy's PCG64 on the host), CuPy's the other: a stream of the other
+        kind cannot continue here, so the draws restart from the seed and this returns False."""
+        self.seed, self._generators = state["seed"], {}
+        library = _library(like)
+        library = "portable" if self.portable or library not in ("numpy", "cupy") else library
+        saved = [value for key, value in state["generators"].items()
+                 if key.startswith("cupy/") == (library == "cupy")]
+        if len(saved) != 1:
+            return not state["generators"]  # nothing drawn yet: starting from the seed is continuing
+        if library == "cupy":
+            dev = array_api_compat.device(like)
+            with dev:
+                # CuPy keeps a Generator's whole state in the device array `bit_generator._state`
+                # (cupy/random/_bit_generator.pyx, _cuRANDGenerator.__init__: one curandState per
+                # thread) and its kernels advance it in place (cupy/random/cupy_distributions.cu,
+                # curand_pseudo_state): copying those bytes back continues the stream.
+                bits = self._generator(library, dev).bit_generator._state
+                if tuple(bits.shape) != tuple(saved[0].shape):
+                    raise ValueError(f"the saved CuPy generator has {saved[0].shape[0]} bytes of state, "
+                                     f"this GPU's has {bits.shape[0]} (another GPU model): resume on "
+                                     "the kind of GPU that saved it.")
+                bits[...] = importlib.import_module("cupy").asarray(saved[0])
+        else:
+            self._generator(library, "cpu" if library == "numpy" else "host").bit_generator.state = saved[0]
+        return True
+
 
 def _new_generator(library: str, dev: Any, seed: int | None) -> Any:
     """A generator started from `seed`: CuPy's on the current GPU, torch's on `dev`, else numpy's."""

@@ -389,6 +389,13 @@ class DistributedOptimizer:
     def update(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
         self.optimizer.update(params, allreduce_mean(grads, self.comm))
 
+    def state_dict(self) -> dict[str, Any]:
+        """The inner optimizer's state (every rank holds the same), for checkpoints."""
+        return dict(self.optimizer.state_dict())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+
 
 # ---------------------------------------------------------------- the hook fit calls
 

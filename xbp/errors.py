@@ -32,3 +32,21 @@ class DownloadError(DatasetError):
     def __init__(self, message: str, failures: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.failures = failures
+
+
+class TrainingDivergedError(XbpError, FloatingPointError):
+    """An epoch's mean loss was NaN or infinite; `history` holds the epochs before it."""
+
+    def __init__(self, message: str, *, epoch: int, loss: float, history: dict[str, list[float]],
+                 checkpoint: str | None) -> None:
+        super().__init__(message)
+        self.epoch, self.loss, self.history, self.checkpoint = epoch, loss, history, checkpoint
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped `fit` after a whole step, and a checkpoint was saved to resume from."""
+
+    def __init__(self, message: str, *, epoch: int, step: int, history: dict[str, list[float]],
+                 checkpoint: str) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.history, self.checkpoint = epoch, step, history, checkpoint

@@ -2,7 +2,8 @@
 
 In-place updates keep every layer pointing at its parameters, and keep their dtype and device:
 Python-number hyperparameters never promote a float32 parameter. State (velocities, squared
-gradient sums) is made lazily with `zeros_like`, so it lives where the parameters live.
+gradient sums) is made lazily with `zeros_like`, so it lives where the parameters live;
+`state_dict()` / `load_state_dict()` carry it (and Adam's step count) through a checkpoint.
 
     SGD        W -= lr * dW
     Momentum   v = momentum * v - lr * dW;  W += v
@@ -23,7 +24,44 @@ __all__ = ["SGD", "AdaGrad", "Adam", "Momentum"]
 Params = dict[str, Any]
 
 
-class SGD:
+class _Stateful:
+    """`state_dict` / `load_state_dict` for an optimizer that names its hyperparameters, its slots (dicts
+    of state arrays, one per parameter) and its counters, so that a checkpoint can continue it exactly."""
+
+    _hyperparameters: tuple[str, ...] = ("lr",)
+    _slots: tuple[str, ...] = ()
+    _counters: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        """{'name', 'hyperparameters', 'counters', 'slots'}: the slots hold the state arrays as they are
+        (on the parameters' device), or None before the first update."""
+        return {"name": type(self).__name__,
+                "hyperparameters": {key: getattr(self, key) for key in self._hyperparameters},
+                "counters": {key: getattr(self, key) for key in self._counters},
+                "slots": {key: None if getattr(self, key) is None else dict(getattr(self, key))
+                          for key in self._slots}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state` (as `state_dict` gives it, with the arrays already on the parameters'
+        device and dtype): counters and copies of the slots are taken; the hyperparameters stay this
+        optimizer's own."""
+        if state.get("name") != type(self).__name__:
+            raise ValueError(f"a state of {state.get('name')!r} cannot continue a {type(self).__name__}: "
+                             "load it into the optimizer that saved it.")
+        for part, names in (("counters", self._counters), ("slots", self._slots)):
+            if set(state.get(part, {})) != set(names):
+                raise ValueError(f"{type(self).__name__} keeps the {part} {sorted(names)}, the state "
+                                 f"has {sorted(state.get(part, {}))}: load a state saved by a "
+                                 f"{type(self).__name__}.")
+        for key in self._counters:
+            setattr(self, key, int(state["counters"][key]))
+        for key in self._slots:
+            slot = state["slots"][key]  # copied: updates in place must not reach the state's owner
+            setattr(self, key, None if slot is None else
+                    {name: array_namespace(value).asarray(value, copy=True) for name, value in slot.items()})
+
+
+class SGD(_Stateful):
     """Stochastic gradient descent: W -= lr * dW"""
 
     def __init__(self, lr: float = 0.01) -> None:
@@ -35,8 +73,10 @@ class SGD:
             params[key] -= self.lr * grads[key]
 
 
-class Momentum:
+class Momentum(_Stateful):
     """v = momentum * v - lr * dW;  W += v"""
+
+    _hyperparameters, _slots = ("lr", "momentum"), ("v",)
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         self.lr = lr
@@ -53,8 +93,10 @@ class Momentum:
             params[key] += self.v[key]
 
 
-class AdaGrad:
+class AdaGrad(_Stateful):
     """h += dW * dW;  W -= lr * dW / (sqrt(h) + 1e-7)"""
+
+    _slots = ("h",)
 
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = lr
@@ -70,8 +112,10 @@ class AdaGrad:
             params[key] -= self.lr * grads[key] / (xp.sqrt(self.h[key]) + 1e-7)
 
 
-class Adam:
+class Adam(_Stateful):
     """Adam (Kingma & Ba), with the bias correction folded into the step size as the book does."""
+
+    _hyperparameters, _slots, _counters = ("lr", "beta1", "beta2"), ("m", "v"), ("iter",)
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> None:
         self.lr = lr

@@ -10,6 +10,7 @@ Evaluation also runs on the device, in batches.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ import numpy as np
 from xbp import backend
 from xbp.backend import array_namespace, on_params_device
 from xbp.progress import ProgressBar
+from xbp.resume import Checkpoints, Session, run_settings
 
 __all__ = ["evaluate", "fit"]
 
@@ -42,7 +44,8 @@ class Optimizer(Protocol):
 def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs: int,
         batch_size: int = 100, seed: int | None = 0, eval: tuple[Any, Any] | None = None,
         progress: bool = True, log: Callable[[str], None] | None = print,
-        comm: Any = None) -> dict[str, list[float]]:
+        comm: Any = None, checkpoint: str | os.PathLike[str] | Checkpoints | None = None,
+        checkpoint_every: int | None = None, resume: bool = False) -> dict[str, list[float]]:
     """Train `net` for `epochs` passes over `train` = (x, t); returns the per-epoch history.
 
     Each epoch visits every sample once in a random order (`len(x) // batch_size` steps; the last
@@ -55,6 +58,12 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     With `comm` (from `xbp.distributed.init()`), this is one of comm.size processes training one net
     together: each takes its share of every global batch of `batch_size`, gradients are averaged
     over the processes, and the history holds the whole job's loss and accuracies (rank 0 logs).
+
+    With `checkpoint` (a `.npz` path, a folder, or `xbp.resume.Checkpoints`) the run is saved at the
+    end of each epoch and every `checkpoint_every` steps; `resume=True` continues from the newest
+    checkpoint there, exactly (see `xbp.resume`), and Ctrl-C saves one and raises
+    `TrainingInterrupted`. An epoch loss that is NaN, infinite or over 1000 ln(classes) (a thousand
+    times guessing's) raises `TrainingDivergedError`, with the history so far.
     """
     x, t = train
     parallel = None
@@ -86,29 +95,42 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     history: dict[str, list[float]] = {"loss": [], "train_acc": [], "test_acc": [], "seconds": [],
                                        "samples_per_s": [], "iter_loss": []}
     rng = np.random.default_rng(seed)
+    session = Session(checkpoint, every=checkpoint_every, resume=resume, net=net, optimizer=optimizer,
+                      rng=rng, epochs=epochs, steps=steps, classes=classes, history=history, log=log,
+                      writer=parallel is None or parallel.is_root,
+                      settings=lambda extra: run_settings(net, optimizer, *train, batch_size=batch_size,
+                                                          seed=seed, extra=extra))
     checking, net.last_layer.check_labels = net.last_layer.check_labels, False  # checked above
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(session.epoch, epochs + 1):
+            first = session.epoch_begins(epoch)  # > 0 in an epoch resumed in its middle
             order = rng.permutation(n)[: steps * batch_size].reshape(steps, batch_size)
             if parallel is not None:
                 order = parallel.share(order)  # this rank's columns of every global batch
             batches = backend.to_device(order, where)
             bar = ProgressBar(steps, desc=f"epoch {epoch}/{epochs}", unit=" steps",
                               enabled=progress)
-            start = time.perf_counter()
+            bar.update(first)
+            carried, carried_seconds = session.carried(epoch)  # losses of the steps before a resume
+            start = time.perf_counter() - carried_seconds
             step_losses = []  # device scalars: no read-back, no sync, until the epoch ends
-            for step in range(steps):
+            for step in range(first, steps):
                 index = batches[step, ...]
                 grads = net.gradient(xp.take(x, index, axis=0), xp.take(t, index, axis=0))
                 optimizer.update(net.params, grads)
                 step_losses.append(net.last_layer.loss)
                 bar.update()
-            iter_loss = _read_back(xp, step_losses)  # the one read-back of the epoch
-            loss = float(np.sum(iter_loss, dtype=np.float64)) / steps
+                session.after_step(epoch, step + 1,
+                                   lambda done=step_losses, before=carried: [*before, *_read_back(xp, done)],
+                                   time.perf_counter() - start)
+            iter_loss = np.concatenate([np.asarray(carried, dtype=np.float64),
+                                        _read_back(xp, step_losses) if step_losses else np.zeros(0)])
+            loss = float(np.sum(iter_loss, dtype=np.float64)) / steps  # the one read-back of the epoch
             if parallel is not None:
                 loss = parallel.end_epoch(net, loss)  # the mean over ranks; replicas checked
             seconds = time.perf_counter() - start
             bar.close()
+            session.check(epoch, loss)  # NaN, inf or absurd: stop, keeping the history
             history["loss"].append(loss)
             history["iter_loss"].extend(iter_loss.tolist())
             history["seconds"].append(seconds)
@@ -118,8 +140,10 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
                 history["test_acc"].append(score(net, *eval))
             if progress and log is not None:
                 log(_epoch_line(epoch, epochs, history))
+            session.after_epoch(epoch)
     finally:
         net.last_layer.check_labels = checking
+        session.close()
     return history
 
 
