@@ -50,7 +50,8 @@ def write_checkpoint(path: str | os.PathLike[str], arrays: dict[str, Any], meta:
     """Write `arrays` (name -> array of any backend) and the JSON-able `meta` to the `.npz` file `path`:
     a temporary file beside it, fsynced, renamed over it, and the folder fsynced."""
     target = Path(path)
-    host = {name: np.ascontiguousarray(backend.to_cpu(value)) for name, value in arrays.items()}
+    host: dict[str, Any] = {name: np.ascontiguousarray(backend.to_cpu(value))
+                            for name, value in arrays.items()}
     meta = {**meta, "format": FORMAT, "version": VERSION,
             "arrays": {name: _digest(value) for name, value in host.items()}}
     host[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -167,7 +168,7 @@ def _dtype_name(x: Any) -> str:
 
 
 def _sha256(value: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(value)).hexdigest()  # the buffer, without a copy
+    return hashlib.sha256(np.ascontiguousarray(value).data).hexdigest()  # the buffer, no copy
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -258,11 +259,12 @@ class Session:
         self.every, self.net, self.optimizer, self.rng = every, net, optimizer, rng
         self.steps, self.classes, self.history, self.log = steps, classes, history, log
         self.writer = writer  # False: resume from the checkpoints but never write them
-        self.epoch, self.step, self.losses, self.seconds = 1, 0, [], 0.0
+        self.epoch, self.step, self.seconds = 1, 0, 0.0
+        self.losses: list[float] = []
         self.last: Path | None = None
         self.interrupted = False
         self._previous_handler: Any = None
-        self._epoch_rng: dict[str, Any] = rng.bit_generator.state
+        self._epoch_rng: dict[str, Any] = dict(rng.bit_generator.state)
         if self.where is None:
             return
         if not (hasattr(optimizer, "state_dict") and hasattr(optimizer, "load_state_dict")):
@@ -351,7 +353,7 @@ class Session:
 
     def epoch_begins(self, epoch: int) -> int:
         """Remember the data-order generator's state before `epoch`'s permutation; the first step to run."""
-        self._epoch_rng = self.rng.bit_generator.state
+        self._epoch_rng = dict(self.rng.bit_generator.state)
         return self.step if epoch == self.epoch else 0
 
     def carried(self, epoch: int) -> tuple[list[float], float]:
@@ -377,7 +379,7 @@ class Session:
         """Save at the end of `epoch` (as the start of the next), then stop there if Ctrl-C came."""
         if self.where is None:
             return
-        self._save(epoch + 1, 0, [], 0.0, self.rng.bit_generator.state)
+        self._save(epoch + 1, 0, [], 0.0, dict(self.rng.bit_generator.state))
         if self.interrupted:
             self._stop(epoch + 1, 0)
 
@@ -405,10 +407,11 @@ class Session:
 
     # -- saving
 
-    def _save(self, epoch: int, step: int, losses: list[float], seconds: float, rng_state: dict) -> None:
-        if not self.writer:
+    def _save(self, epoch: int, step: int, losses: list[float], seconds: float,
+              rng_state: dict[str, Any]) -> None:
+        if not self.writer or self.where is None:
             return
-        net, arrays = self.net, {}
+        net, arrays = self.net, dict[str, Any]()
         state = _pack({"net": net.state(),
                        "optimizer": self.optimizer.state_dict(),
                        "device_rngs": {name: rng.state_dict() for name, rng in _device_rngs(net).items()}},

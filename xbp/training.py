@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -120,8 +121,7 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
                 optimizer.update(net.params, grads)
                 step_losses.append(net.last_layer.loss)
                 bar.update()
-                session.after_step(epoch, step + 1,
-                                   lambda done=step_losses, before=carried: [*before, *_read_back(xp, done)],
+                session.after_step(epoch, step + 1, partial(_losses_so_far, xp, carried, step_losses),
                                    time.perf_counter() - start)
             iter_loss = np.concatenate([np.asarray(carried, dtype=np.float64),
                                         _read_back(xp, step_losses) if step_losses else np.zeros(0)])
@@ -161,6 +161,11 @@ def evaluate(net: Trainable, x: Any, t: Any, batch_size: int = 1000) -> float:
             labels = xp.argmax(labels, axis=1)
         correct = correct + xp.sum(xp.astype(predicted == labels, xp.int64))
     return int(correct) / n
+
+
+def _losses_so_far(xp: Any, carried: list[float], step_losses: list[Any]) -> list[float]:
+    """The epoch's losses until now: those carried over a resume, then this run's, read back."""
+    return [*carried, *_read_back(xp, step_losses).tolist()]
 
 
 def _read_back(xp: Any, scalars: list[Any]) -> np.ndarray:
