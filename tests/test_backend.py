@@ -166,3 +166,33 @@ def test_info_explains_a_device_that_does_not_exist():
     assert done.returncode == 0, done.stderr
     assert "selected backend: array_api_strict (cannot use the selected device: backend " \
            "'array_api_strict' has no device 'device9': choose one of CPU_DEVICE, device1" in done.stdout
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "uint8", "int32", "int64", "float32", "float64"])
+def test_the_numpy_fast_path_reduces_as_array_api_compat_does(dtype):
+    """xbp's numpy namespace calls sum and max as ufunc reductions: the same values, dtypes, shapes, types."""
+    import array_api_compat
+    import array_api_compat.numpy as compat
+
+    fast = xbp.get_namespace("numpy")
+    assert fast is xbp.array_namespace(np.ones(2)) and fast.sum is not compat.sum
+    x = np.arange(24).reshape(2, 3, 4).astype(dtype)
+    for axis in (None, 0, 1, -1, (0, 2)):
+        for keepdims in (False, True):
+            for name in ("sum", "max"):
+                expected = getattr(compat, name)(x, axis=axis, keepdims=keepdims)
+                got = getattr(fast, name)(x, axis=axis, keepdims=keepdims)
+                assert type(got) is type(expected) and got.dtype == expected.dtype, (name, axis, keepdims)
+                np.testing.assert_array_equal(got, expected)
+    assert fast.sum(x, dtype=np.float64).dtype == compat.sum(x, dtype=np.float64).dtype
+    assert fast.sum(np.float32(2) * np.ones((), np.float32)) == 2  # 0-d: over all (no) axes
+    with pytest.raises(ValueError):
+        fast.max(np.zeros((0,), np.float32))  # as numpy.max: no maximum of nothing
+    for target in (np.bool_, np.int32, np.float32, np.float64):
+        expected, got = compat.astype(x, target), fast.astype(x, target)
+        assert got.dtype == expected.dtype and got is not x
+        np.testing.assert_array_equal(got, expected)
+    assert fast.astype(x, x.dtype, copy=False) is compat.astype(x, x.dtype, copy=False) is x
+    with pytest.raises(ValueError):
+        fast.astype(x, np.float32, device="device1")  # as compat: numpy arrays live on the CPU
+    assert array_api_compat.is_numpy_namespace(fast)

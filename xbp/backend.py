@@ -99,6 +99,8 @@ def _load(name: str) -> ModuleType:
     except ImportError as exc:
         raise BackendError(f"backend {name!r} cannot load: {module_name} is not installed "
                            f"({exc}). Fix: {how_to_install}.") from exc
+    if name == "numpy":
+        return _numpy_namespace  # the one namespace array_namespace gives numpy arrays
     try:
         probe = module.asarray([0.0])
         xp = array_api_compat.array_namespace(probe)
@@ -291,7 +293,43 @@ def array_namespace(*arrays: Any) -> ModuleType:
     return xp
 
 
-_numpy_namespace = array_api_compat.array_namespace(np.empty(0))
+def _numpy_fast_namespace() -> ModuleType:
+    """array-api-compat's numpy namespace, with `sum` and `max` called as the ufunc reductions they end in
+    and `astype` as the array's method.
+
+    numpy.sum and numpy.max are Python wrappers (`_wrapreduction` in numpy/_core/fromnumeric.py) around
+    numpy.add.reduce and numpy.maximum.reduce, and compat's astype checks its device argument first: a
+    microsecond or more a call, which a small training step pays several times. These give the same
+    values, dtypes (small integers summed to the default integer), shapes and scalar types
+    (tests/test_backend.py compares them); every other name is compat's own object. Its `__name__`
+    stays compat's, so array_api_compat.is_numpy_namespace still recognizes it.
+    """
+    fast = ModuleType(_compat_numpy.__name__, _compat_numpy.__doc__)
+    fast.__dict__.update(_compat_numpy.__dict__)
+    fast.__dict__.update(sum=_numpy_sum, max=_numpy_max, astype=_numpy_astype)
+    return fast
+
+
+def _numpy_sum(x: Any, /, *, axis: int | tuple[int, ...] | None = None, dtype: Any = None,
+               keepdims: bool = False) -> Any:
+    """sum(x) over `axis` (all axes for None), as numpy.sum computes it."""
+    return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+
+def _numpy_astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Any:
+    """x as `dtype` (a copy unless copy=False and x already has it), as compat's astype for numpy."""
+    if device is not None and device != "cpu":
+        return _compat_numpy.astype(x, dtype, copy=copy, device=device)  # its error
+    return x.astype(dtype, copy=copy)
+
+
+def _numpy_max(x: Any, /, *, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
+    """max(x) over `axis` (all axes for None), as numpy.max computes it."""
+    return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+
+_compat_numpy = array_api_compat.array_namespace(np.empty(0))
+_numpy_namespace = _numpy_fast_namespace()
 
 
 def _describe(x: Any) -> str:
@@ -315,6 +353,8 @@ def _library(x: Any) -> str:
 
 def device(x: Any) -> Any:
     """The device `x` lives on ('cpu' for numpy arrays)."""
+    if type(x) is np.ndarray:
+        return "cpu"  # what array_api_compat.device answers for numpy, without its dispatch
     return array_api_compat.device(x)
 
 

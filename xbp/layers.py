@@ -186,7 +186,8 @@ class SoftmaxWithLoss:
                 raise ValueError(f"one-hot labels have shape {tuple(t.shape)} but the logits have "
                                  f"shape {tuple(x.shape)}: give {classes} columns, one per class.")
             return xp.astype(t, x.dtype) if t.dtype != x.dtype else t
-        if not xp.isdtype(t.dtype, "integral"):
+        key = (classes, x.dtype, t.dtype, device(x))  # the label dtype was checked with the identity
+        if key != self._identity_key and not xp.isdtype(t.dtype, "integral"):
             raise ValueError(f"1-D labels must be integer class indices, got dtype {t.dtype}; "
                              "convert them with xp.astype(t, xp.int64), or pass one-hot rows (N, C).")
         if self.check_labels and n:
@@ -195,9 +196,8 @@ class SoftmaxWithLoss:
                 bad = low if low < 0 else high
                 raise ValueError(f"label {bad} is out of range: class labels must be in "
                                  f"[0, {classes}) for {classes} logits per sample.")
-        key = (classes, x.dtype, device(x))
         if key != self._identity_key:
-            self._identity = xp.eye(classes, dtype=x.dtype, device=key[2])
+            self._identity = xp.eye(classes, dtype=x.dtype, device=key[3])
             self._identity_key = key
         return xp.take(self._identity, t, axis=0)
 

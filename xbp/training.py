@@ -102,6 +102,7 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
                       settings=lambda extra: run_settings(net, optimizer, *train, batch_size=batch_size,
                                                           seed=seed, extra=extra))
     checking, net.last_layer.check_labels = net.last_layer.check_labels, False  # checked above
+    saving = session.where is not None  # else after_step has nothing to do: skip its call per step
     try:
         for epoch in range(session.epoch, epochs + 1):
             first = session.epoch_begins(epoch)  # > 0 in an epoch resumed in its middle
@@ -121,8 +122,9 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
                 optimizer.update(net.params, grads)
                 step_losses.append(net.last_layer.loss)
                 bar.update()
-                session.after_step(epoch, step + 1, partial(_losses_so_far, xp, carried, step_losses),
-                                   time.perf_counter() - start)
+                if saving:
+                    session.after_step(epoch, step + 1, partial(_losses_so_far, xp, carried, step_losses),
+                                       time.perf_counter() - start)
             iter_loss = np.concatenate([np.asarray(carried, dtype=np.float64),
                                         _read_back(xp, step_losses) if step_losses else np.zeros(0)])
             loss = float(np.sum(iter_loss, dtype=np.float64)) / steps  # the one read-back of the epoch
