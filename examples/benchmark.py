@@ -9,6 +9,7 @@ control (the hand-written loop timed twice as two contenders), whose ratio shows
 The matmul floor is the epoch's FLOPs over the large-sgemm rate measured here.
 
     python examples/benchmark.py --dataset fashion-mnist --rounds 5
+    python examples/benchmark.py --before /tmp/before --runs 3   # an earlier xbp against this one
     XBP_BACKEND=cupy python examples/benchmark.py        # xbp on the GPU, torch on CUDA
     XBP_BACKEND=torch XBP_DEVICE=cuda:0 python examples/benchmark.py   # xbp on torch CUDA
 """
@@ -16,10 +17,14 @@ The matmul floor is the epoch's FLOPs over the large-sgemm rate measured here.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -159,6 +164,14 @@ def main() -> None:
                         help="batch x hidden sizes, e.g. 100x50,1000x1000")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--before", metavar="TREE", default=None, help="a source tree of an earlier xbp "
+                        "(e.g. `git worktree add /tmp/before <commit>`): run this benchmark on it and on "
+                        "this xbp in turn, --runs times, each in its own process")
+    parser.add_argument("--runs", type=int, default=1, help="with --before: how many before/after pairs")
+    args, _ = parser.parse_known_args()
+    if args.before is not None:
+        before_and_after(args.before, args.runs)
+        return
     args = parser.parse_args()
 
     (x_np, t_np), _ = load_mnist(dataset=args.dataset, data_dir=args.data_dir)
@@ -175,7 +188,8 @@ def main() -> None:
     if torch is not None and not gpu:
         torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    print(f"xbp {xbp.__version__} on {backend_name}: {xbp.backend.device_name()}")
+    print(f"xbp {xbp.__version__} from {Path(xbp.__file__).parent} on {backend_name}: "
+          f"{xbp.backend.device_name()}")
     print(f"numpy {np.__version__}" + (f", torch {torch.__version__} on {torch_device}" if torch else ""))
     print(f"python {platform.python_version()}, {args.dataset} train ({n} samples), "
           f"at least {args.rounds} rounds and {args.min_seconds:g} s per contender and size, SGD lr {LR}, "
@@ -221,6 +235,7 @@ def main() -> None:
                     torch_epoch(torch, *d, p, torch.from_numpy(o[r]).to(torch_device))))
 
         names = list(contenders)
+        load_before = os.getloadavg()[0]
         shuffle = np.random.default_rng(12345)
         round_ = 0
         while round_ < args.rounds or min(sum(v) for v in times.values()) < args.min_seconds:
@@ -236,7 +251,8 @@ def main() -> None:
                 times.setdefault(name, []).append(elapsed if own_clock is None else own_clock)
             round_ += 1
 
-        print(f"<!-- {batch}x{hidden}: {round_} rounds -->")
+        print(f"<!-- {batch}x{hidden}: {round_} rounds; load average (1 min) {load_before:.2f} before, "
+              f"{os.getloadavg()[0]:.2f} after -->")
         reference = statistics.median(times["numpy loop"])
         best_reference = min(times["numpy loop"])
         floor = flops_per_epoch(n, hidden) / (rate * 1e9)
@@ -251,6 +267,29 @@ def main() -> None:
                 times[f"torch eager ({torch_device})"])
             best_ratio = min(times[f"xbp ({backend_name})"]) / min(times[f"torch eager ({torch_device})"])
             print(f"|  |  | xbp / torch eager | | | {ratio:.2f}x | | {best_ratio:.2f}x | |")
+
+
+def before_and_after(tree: str, runs: int) -> None:
+    """Run this script on the xbp in `tree` (first on PYTHONPATH) and on this one, in turn, `runs` times."""
+    before = Path(tree).resolve()
+    if not (before / "xbp" / "__init__.py").is_file():
+        raise SystemExit(f"--before {tree}: no xbp package there (expected {before / 'xbp'}); make one "
+                         "with `git worktree add /tmp/before <commit>`.")
+    rest, skip = [], False
+    for arg in sys.argv[1:]:  # the same options, without --before and --runs
+        if skip:
+            skip = False
+        elif arg in ("--before", "--runs"):
+            skip = True
+        elif not arg.startswith(("--before=", "--runs=")):
+            rest.append(arg)
+    for run in range(1, runs + 1):
+        for label, path in (("before", str(before)), ("after", None)):
+            print(f"\n### run {run}, {label}\n", flush=True)
+            env = dict(os.environ)
+            if path is not None:
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [path, env.get("PYTHONPATH")]))
+            subprocess.run([sys.executable, __file__, *rest], env=env, check=True)
 
 
 def _untimed(_loss: float) -> None:

@@ -193,6 +193,10 @@ def test_the_numpy_fast_path_reduces_as_array_api_compat_does(dtype):
         assert got.dtype == expected.dtype and got is not x
         np.testing.assert_array_equal(got, expected)
     assert fast.astype(x, x.dtype, copy=False) is compat.astype(x, x.dtype, copy=False) is x
+    rows = np.asarray([1, 0, 1])
+    for axis in (0, 1, -1):
+        np.testing.assert_array_equal(fast.take(x, rows, axis=axis), compat.take(x, rows, axis=axis))
+    np.testing.assert_array_equal(fast.take(x[0, 0], rows), compat.take(x[0, 0], rows))
     with pytest.raises(ValueError):
         fast.astype(x, np.float32, device="device1")  # as compat: numpy arrays live on the CPU
     assert array_api_compat.is_numpy_namespace(fast)

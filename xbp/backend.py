@@ -295,18 +295,18 @@ def array_namespace(*arrays: Any) -> ModuleType:
 
 def _numpy_fast_namespace() -> ModuleType:
     """array-api-compat's numpy namespace, with `sum` and `max` called as the ufunc reductions they end in
-    and `astype` as the array's method.
+    and `astype` and `take` as the array's methods.
 
     numpy.sum and numpy.max are Python wrappers (`_wrapreduction` in numpy/_core/fromnumeric.py) around
-    numpy.add.reduce and numpy.maximum.reduce, and compat's astype checks its device argument first: a
-    microsecond or more a call, which a small training step pays several times. These give the same
-    values, dtypes (small integers summed to the default integer), shapes and scalar types
-    (tests/test_backend.py compares them); every other name is compat's own object. Its `__name__`
-    stays compat's, so array_api_compat.is_numpy_namespace still recognizes it.
+    numpy.add.reduce and numpy.maximum.reduce, numpy.take is one around ndarray.take (`_wrapfunc`),
+    and compat's astype checks its device argument first: a microsecond or more a call, which a small
+    training step pays several times. These give the same values, dtypes (small integers summed to
+    the default integer), shapes and scalar types (tests/test_backend.py compares them); every other
+    name is compat's own object. Its `__name__` stays compat's, so is_numpy_namespace still knows it.
     """
     fast = ModuleType(_compat_numpy.__name__, _compat_numpy.__doc__)
     fast.__dict__.update(_compat_numpy.__dict__)
-    fast.__dict__.update(sum=_numpy_sum, max=_numpy_max, astype=_numpy_astype)
+    fast.__dict__.update(sum=_numpy_sum, max=_numpy_max, astype=_numpy_astype, take=_numpy_take)
     return fast
 
 
@@ -321,6 +321,11 @@ def _numpy_astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = Non
     if device is not None and device != "cpu":
         return _compat_numpy.astype(x, dtype, copy=copy, device=device)  # its error
     return x.astype(dtype, copy=copy)
+
+
+def _numpy_take(x: Any, indices: Any, /, *, axis: int | None = None) -> Any:
+    """x's entries at `indices` along `axis`, as numpy.take picks them."""
+    return x.take(indices, axis=axis)
 
 
 def _numpy_max(x: Any, /, *, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
