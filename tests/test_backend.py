@@ -200,3 +200,16 @@ def test_the_numpy_fast_path_reduces_as_array_api_compat_does(dtype):
     with pytest.raises(ValueError):
         fast.astype(x, np.float32, device="device1")  # as compat: numpy arrays live on the CPU
     assert array_api_compat.is_numpy_namespace(fast)
+
+
+@pytest.mark.parametrize("shape", [(784, 1000), (1000,), (300, 7, 40), (70, 50)])
+def test_subtract_scaled_gives_the_bits_of_the_plain_update(xp, shape):
+    """The blocked numpy update of large arrays, and the portable `param -= scale * grad` elsewhere,
+    agree bit for bit with the plain expression."""
+    rng = np.random.default_rng(0)
+    host_param = rng.standard_normal(shape, dtype=np.float32)
+    host_grad = rng.standard_normal(shape, dtype=np.float32)
+    expected = host_param - np.float32(0.1) * host_grad
+    param, grad = xbp.asarray(host_param), xbp.asarray(host_grad)
+    assert backend.subtract_scaled(param, 0.1, grad) is param  # in place
+    np.testing.assert_array_equal(xbp.to_cpu(param), expected)
