@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from xbp.backend import array_namespace, on_params_device
+from xbp.backend import array_namespace, on_params_device, subtract_scaled
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Momentum"]
 
@@ -70,7 +70,7 @@ class SGD(_Stateful):
     @on_params_device
     def update(self, params: Params, grads: Params) -> None:
         for key in params:
-            params[key] -= self.lr * grads[key]
+            params[key] = subtract_scaled(params[key], self.lr, grads[key])
 
 
 class Momentum(_Stateful):
