@@ -311,10 +311,14 @@ def _numpy_fast_namespace() -> ModuleType:
     return fast
 
 
+_add_reduce: Callable[..., Any] = np.add.reduce
+_maximum_reduce: Callable[..., Any] = np.maximum.reduce
+
+
 def _numpy_sum(x: Any, /, *, axis: int | tuple[int, ...] | None = None, dtype: Any = None,
                keepdims: bool = False) -> Any:
     """sum(x) over `axis` (all axes for None), as numpy.sum computes it."""
-    return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
+    return _add_reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
 
 def _numpy_astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Any:
@@ -331,7 +335,7 @@ def _numpy_take(x: Any, indices: Any, /, *, axis: int | None = None) -> Any:
 
 def _numpy_max(x: Any, /, *, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
     """max(x) over `axis` (all axes for None), as numpy.max computes it."""
-    return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+    return _maximum_reduce(x, axis=axis, keepdims=keepdims)
 
 
 _compat_numpy = array_api_compat.array_namespace(np.empty(0))
