@@ -77,7 +77,9 @@ class Trainer:
             (x_train, t_train), (x_test, t_test) = self._train, self._test
             n = self.evaluate_sample_num_per_epoch
             if n is not None:
-                x_train, t_train, x_test, t_test = (a[:n, ...] for a in (x_train, t_train, x_test, t_test))
+                # min(): the standard leaves stops past the end unspecified
+                x_train, t_train, x_test, t_test = (a[:min(n, a.shape[0]), ...]
+                                                    for a in (x_train, t_train, x_test, t_test))
             train_acc = self.network.accuracy(x_train, t_train)
             test_acc = self.network.accuracy(x_test, t_test)
             self.train_acc_list.append(train_acc)
