@@ -55,7 +55,10 @@ class Trainer:
         self.test_acc_list: list[float] = []
 
         where = getattr(network, "device", None)  # xbp's nets: the data moves there once
-        move = (lambda a: a) if where is None else (lambda a: backend.to_device(a, where))
+
+        def move(a: Any) -> Any:
+            return a if where is None else backend.to_device(a, where)
+
         self._train = (move(x_train), move(t_train))
         self._test = (move(x_test), move(t_test))
 
