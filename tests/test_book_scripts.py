@@ -147,5 +147,7 @@ def test_every_script_runs_on_array_api_strict(tmp_path, script):
     assert all(math.isfinite(v) for v in values)
     if script == "ch05/gradient_check.py":
         assert all(v <= 1e-6 for v in numbers_after("W1|b1|W2|b2", out).values()), out
+    elif script == "ch05/train_neuralnet.py":  # same seed: the same weights, batches and numbers
+        assert out == run(script, tmp_path / "numpy"), out
     elif script != "ch06/weight_init_activation_histogram.py":
         assert values, out  # every other script prints numbers
