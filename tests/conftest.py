@@ -1,8 +1,9 @@
 """One `xp` fixture over every array namespace present here; the tests are written once.
 
 numpy and array_api_strict always run. CuPy runs where a CUDA device is present (marked `gpu`,
-skipped with the reason otherwise); torch where it is installed. `XBP_TEST_BACKENDS=numpy,cupy`
-limits the list (ci/gpu uses it).
+skipped with the reason otherwise); torch and jax.numpy where they are installed (JAX with 64-bit
+arrays enabled, which the float64 gradient checks need; float32 stays the nets' default).
+`XBP_TEST_BACKENDS=numpy,cupy` limits the list (ci/gpu uses it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 import xbp
 from xbp.errors import BackendError
 
-_ALL = ["numpy", "array_api_strict", "torch", "cupy"]
+_ALL = ["numpy", "array_api_strict", "torch", "jax.numpy", "cupy"]
 
 
 def _params() -> list:
@@ -31,6 +32,8 @@ def _params() -> list:
 def xp(request: pytest.FixtureRequest) -> ModuleType:
     """The Array API namespace of one backend, selected for new arrays while the test runs."""
     name = request.param
+    if name == "jax.numpy":
+        _enable_jax_float64()
     try:
         namespace = xbp.get_namespace(name)
     except BackendError as exc:
@@ -39,3 +42,12 @@ def xp(request: pytest.FixtureRequest) -> ModuleType:
         pytest.skip(f"{name} cannot load here: {str(exc).split(': ', 1)[-1].split('. Fix')[0]}")
     with xbp.using_backend(name):
         yield namespace
+
+
+def _enable_jax_float64() -> None:
+    """Let JAX make float64 arrays (it makes float32 ones in their place otherwise), once per run."""
+    try:
+        import jax
+    except ImportError:
+        return  # the fixture skips, saying why
+    jax.config.update("jax_enable_x64", True)

@@ -1,9 +1,12 @@
 """Networks built from layers: the book's `TwoLayerNet` and `MultiLayerNet`, and what they share.
 
 A net keeps its parameters in `params` (the book's 'W1', 'b1', 'gamma1', 'beta1', ...) and its layers
-in `layers`, in order; the layers hold the very same arrays, so an optimizer that updates `params` in
-place updates the layers too. Weights are drawn on the host from `numpy.random.default_rng(seed)` and
-made on the selected backend, so one seed gives the same weights on every backend.
+in `layers`, in order. `params` is the one place parameters live: every forward pass first points the
+layers at the arrays in `params` (`_bind`, a few attribute assignments), so an update reaches the layers
+whether it changed an array in place (numpy, CuPy, torch) or put a new array in the dict (JAX arrays are
+immutable: `params[key] -= lr * grads[key]` rebinds the entry). Weights are drawn on the host from
+`numpy.random.default_rng(seed)` and made on the selected backend, so one seed gives the same weights
+on every backend.
 
 Layers that behave differently in training (`BatchNormalization`, `Dropout`) get the net's
 `train_flg`: `predict`, `loss` and `accuracy` run in inference mode unless told otherwise, and
@@ -48,6 +51,7 @@ class Net:
     weight_decay_lambda: float = 0.0
 
     def predict(self, x: Any, train_flg: bool = False) -> Any:
+        self._bind()  # params is the truth: it may hold new arrays, not only changed ones
         for layer in self.layers.values():
             x = layer.forward(x, train_flg) if isinstance(layer, _MODE_LAYERS) else layer.forward(x)
         return x
@@ -101,10 +105,18 @@ class Net:
     def numerical_gradient(self, x: Any, t: Any, h: float = 1e-4) -> dict[str, Any]:
         """dL/d(each parameter) by central differences (step `h`) of the training-mode loss: slow, for
         checking `gradient` (fix the Dropout masks first: `layer.fixed_mask = True`)."""
-        def loss_w(_: Any) -> float:
-            return float(self.loss(x, t, train_flg=True))
+        grads = {}
+        for key, original in self.params.items():
+            def loss_w(W: Any, key: str = key) -> float:
+                self.params[key] = W  # the array itself (changed in place) or a changed copy
+                return float(self.loss(x, t, train_flg=True))
 
-        return {key: numerical_gradient(loss_w, self.params[key], h) for key in self.params}
+            try:
+                grads[key] = numerical_gradient(loss_w, original, h)
+            finally:
+                self.params[key] = original
+        self._bind()
+        return grads
 
     @property
     def device(self) -> Any:
