@@ -9,7 +9,7 @@ import pytest
 
 import xbp
 from xbp.nets import TwoLayerNet
-from xbp.optimizers import SGD
+from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
 from xbp.training import evaluate, fit
 
 
@@ -100,3 +100,30 @@ def test_three_epochs_of_the_books_defaults_on_fashion_mnist():
     net = TwoLayerNet(784, 50, 10, seed=0)
     history = fit(net, SGD(lr=0.1), (x, t), epochs=3, batch_size=100, seed=0, eval=test, progress=False)
     assert history["test_acc"][-1] >= 0.82, history
+
+
+@pytest.mark.parametrize("make_optimizer", [SGD, Momentum, AdaGrad, Adam])
+def test_training_changes_the_layers_weights_and_lowers_the_loss(xp, make_optimizer):
+    """The layers compute with the updated weights, on mutable and immutable (JAX) arrays alike."""
+    x, t = blobs(n=200)
+    net = TwoLayerNet(8, 16, 3, weight_init_std=0.1, seed=1)
+    before = {key: xbp.to_cpu(value).copy() for key, value in net.params.items()}
+    history = fit(net, make_optimizer(lr=0.05), (x, t), epochs=2, batch_size=20, progress=False)
+    assert history["loss"][1] < history["loss"][0]
+    for key, (name, attr) in net.bindings.items():
+        used = xbp.to_cpu(getattr(net.layers[name], attr))
+        assert not np.array_equal(used, before[key]), f"{name}.{attr} never changed"
+        np.testing.assert_array_equal(used, xbp.to_cpu(net.params[key]))
+
+
+def test_the_books_own_update_loop_reaches_the_layers(xp):
+    """network.params[key] -= lr * grads[key], as the book writes it, trains on every backend."""
+    x, t = blobs(n=100)
+    x, t = xbp.asarray(x), xbp.asarray(t)
+    network = TwoLayerNet(8, 16, 3, weight_init_std=0.1, seed=1)
+    first = float(network.loss(x, t))
+    for _ in range(20):
+        grads = network.gradient(x, t)
+        for key in ("W1", "b1", "W2", "b2"):
+            network.params[key] -= 0.5 * grads[key]
+    assert float(network.loss(x, t)) < 0.5 * first
