@@ -204,7 +204,7 @@ class Net:
 
 def _astype(x: Any, dtype: str) -> Any:
     xp = array_namespace(x)
-    return xp.astype(x, getattr(xp, dtype))
+    return backend.checked_dtype(xp.astype(x, getattr(xp, dtype)), getattr(xp, dtype))
 
 
 def _on_backend(host_params: dict[str, np.ndarray], dtype: str) -> dict[str, Any]:
