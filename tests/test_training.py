@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -127,3 +130,17 @@ def test_the_books_own_update_loop_reaches_the_layers(xp):
         for key in ("W1", "b1", "W2", "b2"):
             network.params[key] -= 0.5 * grads[key]
     assert float(network.loss(x, t)) < 0.5 * first
+
+
+def test_fit_on_jax_with_its_default_32_bit_arrays_warns_of_nothing():
+    """JAX without 64-bit arrays truncates int64 to int32 with a warning: xbp asks for neither."""
+    pytest.importorskip("jax", reason="jax is not installed (pip install -r backends/jax.txt)")
+    code = ("import numpy as np, xbp; from xbp.nets import TwoLayerNet; from xbp.optimizers import SGD; "
+            "from xbp.training import fit; xbp.set_backend('jax.numpy'); "
+            "rng = np.random.default_rng(0); x = rng.normal(size=(40, 4)).astype(np.float32); "
+            "t = (x[:, 0] > 0).astype(np.int64); net = TwoLayerNet(4, 5, 2, seed=0); "
+            "h = fit(net, SGD(0.5), (x, t), epochs=2, batch_size=10, eval=(x, t), progress=False); "
+            "print(net.accuracy(xbp.asarray(x), xbp.asarray(t)), h['loss'])")
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"})
+    assert out.returncode == 0, out.stderr

@@ -80,7 +80,7 @@ class Net:
         y = xp.argmax(self.predict(x), axis=1)
         if t.ndim != 1:
             t = xp.argmax(t, axis=1)
-        return float(xp.sum(xp.astype(y == t, xp.int64))) / x.shape[0]
+        return float(xp.sum(xp.astype(y == t, xp.int32))) / x.shape[0]  # int32: JAX has no int64 by default
 
     def gradient(self, x: Any, t: Any) -> dict[str, Any]:
         """dL/d(each parameter) by backpropagation: one forward pass (in training mode), then the
