@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
-    parser.add_argument("--backend", help="overrides XBP_BACKEND (numpy, cupy, torch, array_api_strict)")
+    parser.add_argument("--backend", help="overrides XBP_BACKEND (numpy, cupy, torch, jax.numpy, "
+                        "array_api_strict)")
     parser.add_argument("--device", help="a device of the backend: 1 or cuda:1 for CuPy, device1 for "
                         "array_api_strict (overrides XBP_DEVICE)")
     parser.add_argument("--epochs", type=int, help=f"default: enough for the book's {BOOK_ITERATIONS:,} "
@@ -131,7 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     except xbp.BackendError as exc:
         sys.exit(f"error: {exc}")
 
-    net, description = build_net(args)  # before the data, so a bad option fails at once
+    try:
+        net, description = build_net(args)  # before the data, so a bad option fails at once
+    except xbp.BackendError as exc:  # float64 on JAX without 64-bit arrays
+        sys.exit(f"error: {exc}")
     try:
         (x_train, t_train), (x_test, t_test) = load_mnist(dataset=args.dataset, data_dir=args.data_dir)
     except xbp.DatasetError as exc:
