@@ -144,3 +144,13 @@ def test_fit_on_jax_with_its_default_32_bit_arrays_warns_of_nothing():
     out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True,
                          env={**os.environ, "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"})
     assert out.returncode == 0, out.stderr
+
+
+def test_fit_trains_a_net_where_it_lives_whatever_backend_is_selected(xp):
+    """The net's device decides where training runs, also when another backend is selected."""
+    x, t = blobs(n=100)
+    net = TwoLayerNet(8, 16, 3, weight_init_std=0.1, seed=1)
+    with xbp.using_backend("numpy"):
+        history = fit(net, SGD(lr=0.1), (x, t), epochs=2, batch_size=20, progress=False)
+    assert history["loss"][1] < history["loss"][0]
+    assert xbp.array_namespace(net.params["W1"]) is xp

@@ -255,7 +255,10 @@ def _library(x: Any) -> str:
     if isinstance(x, np.ndarray):
         return "numpy"
     module = type(x).__module__.split(".")[0]
-    return {"jax": "jax.numpy", "jaxlib": "jax.numpy", "dask": "dask.array"}.get(module, module)
+    return _LIBRARY_OF_MODULE.get(module, module)
+
+
+_LIBRARY_OF_MODULE = {"jax": "jax.numpy", "jaxlib": "jax.numpy", "dask": "dask.array"}
 
 
 def device(x: Any) -> Any:
@@ -295,6 +298,7 @@ def _backend_of_device(dev: Any) -> str:
     if isinstance(dev, str):
         return "numpy" if dev == "cpu" else get_backend()
     module = type(dev).__module__.split(".")[0]
+    module = _LIBRARY_OF_MODULE.get(module, module)  # JAX's devices are jaxlib objects
     return module if module in BACKENDS else get_backend()
 
 
