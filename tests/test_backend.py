@@ -166,3 +166,21 @@ def test_info_explains_a_device_that_does_not_exist():
     assert done.returncode == 0, done.stderr
     assert "selected backend: array_api_strict (cannot use the selected device: backend " \
            "'array_api_strict' has no device 'device9': choose one of CPU_DEVICE, device1" in done.stdout
+
+
+@pytest.mark.parametrize("name", ["dask.array", "dask", "sparse", "ndonnx"])
+def test_a_library_xbp_cannot_train_on_is_refused_with_the_reason(name):
+    with pytest.raises(xbp.BackendError, match=r"is not supported: .+ Choose numpy"):
+        xbp.set_backend(name)
+    assert xbp.get_backend() == "numpy"
+
+
+def test_jax_without_64_bit_arrays_refuses_float64_instead_of_making_float32():
+    pytest.importorskip("jax", reason="jax is not installed (pip install -r backends/jax.txt)")
+    code = ("import warnings, xbp; from xbp.nets import TwoLayerNet; warnings.simplefilter('ignore'); "
+            "xbp.set_backend('jax.numpy'); TwoLayerNet(2, 3, 2, dtype='float64')")
+    out = subprocess.run([sys.executable, "-c", code], env={"JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"},
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "made an array of float32 where float64 was asked for" in out.stderr
+    assert "jax_enable_x64" in out.stderr

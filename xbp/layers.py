@@ -195,9 +195,9 @@ class SoftmaxWithLoss:
                 bad = low if low < 0 else high
                 raise ValueError(f"label {bad} is out of range: class labels must be in "
                                  f"[0, {classes}) for {classes} logits per sample.")
-        key = (classes, x.dtype, device(x))
+        key = (classes, x.dtype, type(x), str(device(x)))  # no device object: JAX's cannot be deep-copied
         if key != self._identity_key:
-            self._identity = xp.eye(classes, dtype=x.dtype, device=key[2])
+            self._identity = xp.eye(classes, dtype=x.dtype, device=device(x))
             self._identity_key = key
         return xp.take(self._identity, t, axis=0)
 
