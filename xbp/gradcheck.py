@@ -42,7 +42,7 @@ def numerical_gradient(f: Callable[[Any], Any], x: Any, h: float = 1e-4) -> Any:
     xp = array_namespace(x)
     grad = np.zeros(tuple(x.shape))
     writeable = array_api_compat.is_writeable_array(x)
-    host = None if writeable else np.array(to_cpu(x), dtype=np.float64)
+    host: Any = None if writeable else np.array(to_cpu(x), dtype=np.float64)  # float64 copy to change
     for index in np.ndindex(tuple(x.shape)):
         if writeable:
             original = float(x[index])
