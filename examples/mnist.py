@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"],
                         help="default: mnist, or fashion-mnist when MNIST cannot be downloaded")
-    parser.add_argument("--backend", help="overrides XBP_BACKEND (numpy, cupy, torch, array_api_strict)")
+    parser.add_argument("--backend", help="overrides XBP_BACKEND (numpy, cupy, torch, jax.numpy, "
+                        "array_api_strict)")
     parser.add_argument("--device", help="a device of the backend: 1 or cuda:1 for CuPy, device1 for "
                         "array_api_strict (overrides XBP_DEVICE)")
     parser.add_argument("--epochs", type=int, help=f"default: enough for the book's {BOOK_ITERATIONS:,} "

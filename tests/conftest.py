@@ -1,9 +1,10 @@
 """One `xp` fixture over every array namespace present here; the tests are written once.
 
 numpy and array_api_strict always run. CuPy runs where a CUDA device is present (marked `gpu`,
-skipped with the reason otherwise); torch where it is installed, and `torch:cuda` (torch on its
-first CUDA device, marked `gpu`) where torch is installed and sees a CUDA device.
-`XBP_TEST_BACKENDS=numpy,cupy,torch:cuda` limits the list (ci/gpu uses it).
+skipped with the reason otherwise); torch and jax.numpy where they are installed (JAX with 64-bit
+arrays enabled, which the float64 gradient checks need; float32 stays the nets' default), and
+`torch:cuda` (torch on its first CUDA device, marked `gpu`) where torch is installed and sees a CUDA
+device. `XBP_TEST_BACKENDS=numpy,cupy,torch:cuda` limits the list (ci/gpu uses it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 import xbp
 from xbp.errors import BackendError
 
-_ALL = ["numpy", "array_api_strict", "torch", "cupy"]
+_ALL = ["numpy", "array_api_strict", "torch", "jax.numpy", "cupy"]
 _DEVICES = {"torch:cuda": ("torch", "cuda:0")}  # fixture id -> (backend, device)
 if importlib.util.find_spec("torch") is not None:  # found without importing it
     _ALL.append("torch:cuda")
@@ -36,6 +37,8 @@ def _params() -> list:
 def xp(request: pytest.FixtureRequest) -> ModuleType:
     """The Array API namespace of one backend, selected for new arrays while the test runs."""
     name, device = _DEVICES.get(request.param, (request.param, None))
+    if name == "jax.numpy":
+        _enable_jax_float64()
     try:
         namespace = xbp.get_namespace(name)
         if device is not None:
@@ -48,3 +51,12 @@ def xp(request: pytest.FixtureRequest) -> ModuleType:
                     f"{str(exc).split(': ', 1)[-1].split('. Fix')[0]}")
     with xbp.using_backend(name, device):
         yield namespace
+
+
+def _enable_jax_float64() -> None:
+    """Let JAX make float64 arrays (it makes float32 ones in their place otherwise), once per run."""
+    try:
+        import jax
+    except ImportError:
+        return  # the fixture skips, saying why
+    jax.config.update("jax_enable_x64", True)

@@ -46,8 +46,8 @@ def check_backward(forward: Callable[..., Any], backward: Callable[[Any], Any],
 
     xp = xbp.array_namespace(dout)
     for i, (x, grad) in enumerate(zip(inputs, grads, strict=True)):
-        def weighted_sum(_: Any) -> float:
-            return float(xp.sum(forward(*inputs) * dout))
+        def weighted_sum(value: Any, i: int = i) -> float:  # value: x, changed in place or a changed copy
+            return float(xp.sum(forward(*inputs[:i], value, *inputs[i + 1:]) * dout))
 
         expected = numerical_gradient(weighted_sum, x)
         error = relative_error(grad, expected)

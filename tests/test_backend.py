@@ -211,5 +211,24 @@ def test_subtract_scaled_gives_the_bits_of_the_plain_update(xp, shape):
     host_grad = rng.standard_normal(shape, dtype=np.float32)
     expected = host_param - np.float32(0.1) * host_grad
     param, grad = xbp.asarray(host_param), xbp.asarray(host_grad)
-    assert backend.subtract_scaled(param, 0.1, grad) is param  # in place
-    np.testing.assert_array_equal(xbp.to_cpu(param), expected)
+    result = backend.subtract_scaled(param, 0.1, grad)
+    assert (result is param) == (xbp.get_backend() != "jax.numpy")  # in place, but on immutable arrays
+    np.testing.assert_array_equal(xbp.to_cpu(result), expected)
+
+
+@pytest.mark.parametrize("name", ["dask.array", "dask", "sparse", "ndonnx"])
+def test_a_library_xbp_cannot_train_on_is_refused_with_the_reason(name):
+    with pytest.raises(xbp.BackendError, match=r"is not supported: .+ Choose numpy"):
+        xbp.set_backend(name)
+    assert xbp.get_backend() == "numpy"
+
+
+def test_jax_without_64_bit_arrays_refuses_float64_instead_of_making_float32():
+    pytest.importorskip("jax", reason="jax is not installed (pip install -r backends/jax.txt)")
+    code = ("import warnings, xbp; from xbp.nets import TwoLayerNet; warnings.simplefilter('ignore'); "
+            "xbp.set_backend('jax.numpy'); TwoLayerNet(2, 3, 2, dtype='float64')")
+    out = subprocess.run([sys.executable, "-c", code], env={"JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"},
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "made an array of float32 where float64 was asked for" in out.stderr
+    assert "jax_enable_x64" in out.stderr

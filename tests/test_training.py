@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ import pytest
 import xbp
 from tests._e2e import E2E_BACKEND, E2E_DEVICE, needs_fashion
 from xbp.nets import TwoLayerNet
-from xbp.optimizers import SGD
+from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
 from xbp.training import evaluate, fit
 
 
@@ -123,3 +126,54 @@ def test_fit_keeps_every_steps_loss_and_reads_them_back_once_per_epoch(xp, monke
     assert iter_loss.shape == (15,) and np.all(np.isfinite(iter_loss))
     np.testing.assert_allclose(iter_loss.reshape(3, 5).mean(axis=1), history["loss"], rtol=1e-12)
     assert iter_loss[-1] < iter_loss[0]
+
+
+@pytest.mark.parametrize("make_optimizer", [SGD, Momentum, AdaGrad, Adam])
+def test_training_changes_the_layers_weights_and_lowers_the_loss(xp, make_optimizer):
+    """The layers compute with the updated weights, on mutable and immutable (JAX) arrays alike."""
+    x, t = blobs(n=200)
+    net = TwoLayerNet(8, 16, 3, weight_init_std=0.1, seed=1)
+    before = {key: xbp.to_cpu(value).copy() for key, value in net.params.items()}
+    history = fit(net, make_optimizer(lr=0.05), (x, t), epochs=2, batch_size=20, progress=False)
+    assert history["loss"][1] < history["loss"][0]
+    for key, (name, attr) in net.bindings.items():
+        used = xbp.to_cpu(getattr(net.layers[name], attr))
+        assert not np.array_equal(used, before[key]), f"{name}.{attr} never changed"
+        np.testing.assert_array_equal(used, xbp.to_cpu(net.params[key]))
+
+
+def test_the_books_own_update_loop_reaches_the_layers(xp):
+    """network.params[key] -= lr * grads[key], as the book writes it, trains on every backend."""
+    x, t = blobs(n=100)
+    x, t = xbp.asarray(x), xbp.asarray(t)
+    network = TwoLayerNet(8, 16, 3, weight_init_std=0.1, seed=1)
+    first = float(network.loss(x, t))
+    for _ in range(20):
+        grads = network.gradient(x, t)
+        for key in ("W1", "b1", "W2", "b2"):
+            network.params[key] -= 0.5 * grads[key]
+    assert float(network.loss(x, t)) < 0.5 * first
+
+
+def test_fit_on_jax_with_its_default_32_bit_arrays_warns_of_nothing():
+    """JAX without 64-bit arrays truncates int64 to int32 with a warning: xbp asks for neither."""
+    pytest.importorskip("jax", reason="jax is not installed (pip install -r backends/jax.txt)")
+    code = ("import numpy as np, xbp; from xbp.nets import TwoLayerNet; from xbp.optimizers import SGD; "
+            "from xbp.training import fit; xbp.set_backend('jax.numpy'); "
+            "rng = np.random.default_rng(0); x = rng.normal(size=(40, 4)).astype(np.float32); "
+            "t = (x[:, 0] > 0).astype(np.int64); net = TwoLayerNet(4, 5, 2, seed=0); "
+            "h = fit(net, SGD(0.5), (x, t), epochs=2, batch_size=10, eval=(x, t), progress=False); "
+            "print(net.accuracy(xbp.asarray(x), xbp.asarray(t)), h['loss'])")
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"})
+    assert out.returncode == 0, out.stderr
+
+
+def test_fit_trains_a_net_where_it_lives_whatever_backend_is_selected(xp):
+    """The net's device decides where training runs, also when another backend is selected."""
+    x, t = blobs(n=100)
+    net = TwoLayerNet(8, 16, 3, weight_init_std=0.1, seed=1)
+    with xbp.using_backend("numpy"):
+        history = fit(net, SGD(lr=0.1), (x, t), epochs=2, batch_size=20, progress=False)
+    assert history["loss"][1] < history["loss"][0]
+    assert xbp.array_namespace(net.params["W1"]) is xp

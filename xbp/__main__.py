@@ -38,6 +38,8 @@ def info(out: Any = sys.stdout) -> int:
             continue
         version = getattr(importlib.import_module(module_name.split(".")[0]), "__version__", "?")
         print(f"  {name:17} {version:10} devices: {', '.join(_devices(name, xp))}", file=out)
+    for name, reason in backend.CANNOT_TRAIN.items():
+        print(f"  {name:17} not supported: {reason}", file=out)
     return 0
 
 

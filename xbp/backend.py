@@ -5,10 +5,11 @@ Computation follows the arrays: a layer asks its inputs for their namespace with
 `XBP_BACKEND` / `XBP_DEVICE` at import, `set_backend`, or `using_backend`) only decides where *new*
 arrays are made: parameters at construction, data sets moved to the device, checkpoints loaded.
 
-A backend is the name of an array library that array-api-compat supports (`numpy`, `cupy`,
-`torch`, `array_api_strict`, `jax.numpy`, `dask.array`, `sparse`, `ndonnx`). Loading one imports
-it and makes a tiny array on its default (or chosen) device, so a missing library, a missing CUDA
-device or a driver that is too old is reported at once, with the fix, and never replaced by the CPU.
+A backend is the name of an array library that array-api-compat supports and xbp trains on (`numpy`,
+`cupy`, `torch`, `array_api_strict`, `jax.numpy`; `dask.array`, `sparse` and `ndonnx` are refused,
+saying why, in `CANNOT_TRAIN`). Loading one imports it and makes a tiny array on its default (or
+chosen) device, so a missing library, a missing CUDA device or a driver that is too old is reported
+at once, with the fix, and never replaced by the CPU.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from xbp.errors import BackendError, DeviceMismatchError
 
 __all__ = [
     "BACKENDS",
+    "CANNOT_TRAIN",
     "DeviceRNG",
     "array_namespace",
     "asarray",
@@ -56,10 +58,15 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "cupy": ("cupy", f"{gpu_checks.CUDA_EXTRAS}, on a machine with an NVIDIA GPU and driver"),
     "array_api_strict": ("array_api_strict", 'pip install "xbp[test]" (or: pip install array-api-strict)'),
     "torch": ("torch", "pip install torch (see pytorch.org for the CUDA build)"),
-    "jax.numpy": ("jax.numpy", 'pip install jax (or "jax[cuda12]")'),
-    "dask.array": ("dask.array", 'pip install "dask[array]"'),
-    "sparse": ("sparse", "pip install sparse"),
-    "ndonnx": ("ndonnx", "pip install ndonnx"),
+    "jax.numpy": ("jax.numpy", 'pip install jax (or "jax[cuda13]" for an NVIDIA GPU)'),
+}
+# Libraries array-api-compat knows that xbp cannot train on: selecting one says why.
+CANNOT_TRAIN: dict[str, str] = {
+    "dask.array": ("its arrays are lazy: every optimizer step adds to each parameter's task graph "
+                   "(388 tasks in W1 after 10 steps of a small net, 1,558 after 40), which is "
+                   "recomputed whenever a value is read, so training slows down step after step"),
+    "sparse": "sparse arrays are for data that is mostly zeros, and xbp has never been verified on them",
+    "ndonnx": "its arrays build ONNX graphs, and xbp has never been verified on them",
 }
 _ALIASES = {"": "numpy", "np": "numpy", "cp": "cupy", "strict": "array_api_strict",
             "array-api-strict": "array_api_strict", "pytorch": "torch", "jax": "jax.numpy",
@@ -78,6 +85,9 @@ _namespaces: dict[str, ModuleType] = {}  # loaded backends, by name
 def _canonical(name: str) -> str:
     key = name.strip()
     key = _ALIASES.get(key.lower(), key)
+    if key in CANNOT_TRAIN:
+        raise BackendError(f"backend {key!r} is not supported: {CANNOT_TRAIN[key]}. "
+                           "Choose numpy (CPU), cupy (NVIDIA GPU), torch or jax.numpy instead.")
     if key not in BACKENDS:
         valid = ", ".join(BACKENDS)
         raise BackendError(f"unknown backend {name!r}: choose one of {valid} "
@@ -247,7 +257,7 @@ def devices_of(name: str, xp: ModuleType) -> list[Any]:
         torch = importlib.import_module("torch")
         cuda = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
         return [torch.device("cpu"), *cuda]
-    return list(xp.__array_namespace_info__().devices())
+    return [d for d in xp.__array_namespace_info__().devices() if d is not None]  # JAX lists None
 
 
 def _device_label(dev: Any) -> str:
@@ -358,7 +368,10 @@ def _library(x: Any) -> str:
     if isinstance(x, np.ndarray):
         return "numpy"
     module = type(x).__module__.split(".")[0]
-    return {"jax": "jax.numpy", "jaxlib": "jax.numpy", "dask": "dask.array"}.get(module, module)
+    return _LIBRARY_OF_MODULE.get(module, module)
+
+
+_LIBRARY_OF_MODULE = {"jax": "jax.numpy", "jaxlib": "jax.numpy", "dask": "dask.array"}
 
 
 def device(x: Any) -> Any:
@@ -403,6 +416,7 @@ def _backend_of_device(dev: Any) -> str:
     if isinstance(dev, str):
         return "numpy" if dev == "cpu" else get_backend()
     module = type(dev).__module__.split(".")[0]
+    module = _LIBRARY_OF_MODULE.get(module, module)  # JAX's devices are jaxlib objects
     return module if module in BACKENDS else get_backend()
 
 
@@ -423,7 +437,18 @@ def asarray(obj: Any, dtype: Any = None, device: Any = None) -> Any:
         device = _resolve_device(get_backend(), xp, device)
     if is_array(obj) and _library(obj) != get_backend():
         obj = to_cpu(obj)
-    return xp.asarray(obj, dtype=dtype, device=device)
+    return checked_dtype(xp.asarray(obj, dtype=dtype, device=device), dtype)
+
+
+def checked_dtype(x: Any, dtype: Any) -> Any:
+    """`x`, after checking that it has the `dtype` asked for (None: any); JAX without 64-bit arrays
+    makes float32 where float64 is asked for, which would silently change what a check measures."""
+    if dtype is not None and x.dtype != dtype:
+        asked = getattr(dtype, "__name__", dtype)
+        raise BackendError(f"{_library(x)} made an array of {x.dtype} where {asked} was asked for. "
+                           "For jax.numpy, enable 64-bit arrays before making any: "
+                           "jax.config.update('jax_enable_x64', True) or JAX_ENABLE_X64=1.")
+    return x
 
 
 def to_cpu(x: Any) -> np.ndarray:
@@ -547,7 +572,7 @@ _BLOCK_ELEMENTS = 65536  # 256 KiB of float32: a block's temporary stays in the 
 
 
 def subtract_scaled(param: Any, scale: float, grad: Any) -> Any:
-    """param -= scale * grad, in place; returns `param`.
+    """param -= scale * grad, in place (a new array on JAX, whose arrays are immutable); returns it.
 
     The portable expression makes a temporary as large as `param` and reads it back: for a large
     numpy weight matrix (784 x 1000: 3 MB) that round trip through memory costs as much as the

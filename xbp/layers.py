@@ -186,7 +186,9 @@ class SoftmaxWithLoss:
                 raise ValueError(f"one-hot labels have shape {tuple(t.shape)} but the logits have "
                                  f"shape {tuple(x.shape)}: give {classes} columns, one per class.")
             return xp.astype(t, x.dtype) if t.dtype != x.dtype else t
-        key = (classes, x.dtype, t.dtype, device(x))  # the label dtype was checked with the identity
+        # The label dtype is checked when the identity is made. No device object in the key: JAX's
+        # cannot be deep-copied.
+        key = (classes, x.dtype, t.dtype, type(x), str(device(x)))
         if key != self._identity_key and not xp.isdtype(t.dtype, "integral"):
             raise ValueError(f"1-D labels must be integer class indices, got dtype {t.dtype}; "
                              "convert them with xp.astype(t, xp.int64), or pass one-hot rows (N, C).")
@@ -197,7 +199,7 @@ class SoftmaxWithLoss:
                 raise ValueError(f"label {bad} is out of range: class labels must be in "
                                  f"[0, {classes}) for {classes} logits per sample.")
         if key != self._identity_key:
-            self._identity = xp.eye(classes, dtype=x.dtype, device=key[3])
+            self._identity = xp.eye(classes, dtype=x.dtype, device=device(x))
             self._identity_key = key
         return xp.take(self._identity, t, axis=0)
 

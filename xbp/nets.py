@@ -1,9 +1,12 @@
 """Networks built from layers: the book's `TwoLayerNet` and `MultiLayerNet`, and what they share.
 
 A net keeps its parameters in `params` (the book's 'W1', 'b1', 'gamma1', 'beta1', ...) and its layers
-in `layers`, in order; the layers hold the very same arrays, so an optimizer that updates `params` in
-place updates the layers too. Weights are drawn on the host from `numpy.random.default_rng(seed)` and
-made on the selected backend, so one seed gives the same weights on every backend.
+in `layers`, in order. `params` is the one place parameters live: every forward pass first points the
+layers at the arrays in `params` (`_bind`, a few attribute assignments), so an update reaches the layers
+whether it changed an array in place (numpy, CuPy, torch) or put a new array in the dict (JAX arrays are
+immutable: `params[key] -= lr * grads[key]` rebinds the entry). Weights are drawn on the host from
+`numpy.random.default_rng(seed)` and made on the selected backend, so one seed gives the same weights
+on every backend.
 
 Layers that behave differently in training (`BatchNormalization`, `Dropout`) get the net's
 `train_flg`: `predict`, `loss` and `accuracy` run in inference mode unless told otherwise, and
@@ -52,6 +55,7 @@ class Net:
 
     @on_params_device
     def predict(self, x: Any, train_flg: bool = False) -> Any:
+        self._bind()  # params is the truth: it may hold new arrays, not only changed ones
         for layer in self.layers.values():
             x = layer.forward(x, train_flg) if isinstance(layer, _MODE_LAYERS) else layer.forward(x)
         return x
@@ -82,7 +86,7 @@ class Net:
         y = xp.argmax(self.predict(x), axis=1)
         if t.ndim != 1:
             t = xp.argmax(t, axis=1)
-        return float(xp.sum(xp.astype(y == t, xp.int64))) / x.shape[0]
+        return float(xp.sum(xp.astype(y == t, xp.int32))) / x.shape[0]  # int32: JAX has no int64 by default
 
     @on_params_device
     def gradient(self, x: Any, t: Any) -> dict[str, Any]:
@@ -112,16 +116,23 @@ class Net:
         checked at the first of the loss evaluations only, not at each (a check reads two numbers
         back from the device)."""
         checking = self.last_layer.check_labels
-
-        def loss_w(_: Any) -> float:
-            value = float(self.loss(x, t, train_flg=True))
-            self.last_layer.check_labels = False  # checked (if asked to) by the first evaluation
-            return value
-
+        grads = {}
         try:
-            return {key: numerical_gradient(loss_w, self.params[key], h) for key in self.params}
+            for key, original in self.params.items():
+                def loss_w(W: Any, key: str = key) -> float:
+                    self.params[key] = W  # the array itself (changed in place) or a changed copy
+                    value = float(self.loss(x, t, train_flg=True))
+                    self.last_layer.check_labels = False  # checked (if asked to) by the first evaluation
+                    return value
+
+                try:
+                    grads[key] = numerical_gradient(loss_w, original, h)
+                finally:
+                    self.params[key] = original
         finally:
             self.last_layer.check_labels = checking
+            self._bind()
+        return grads
 
     @property
     def device(self) -> Any:
@@ -213,7 +224,7 @@ class Net:
 
 def _astype(x: Any, dtype: str) -> Any:
     xp = array_namespace(x)
-    return xp.astype(x, getattr(xp, dtype))
+    return backend.checked_dtype(xp.astype(x, getattr(xp, dtype)), getattr(xp, dtype))
 
 
 def _on_backend(host_params: dict[str, np.ndarray], dtype: str) -> dict[str, Any]:

@@ -142,3 +142,51 @@ class Adam(_Stateful):
 
 def _zeros_like(x: Any) -> Any:
     return array_namespace(x).zeros_like(x)
+
+
+# The book's two other optimizers (chapter 6's common/optimizer.py), in the same in-place style.
+
+class Nesterov(_Stateful):
+    """Nesterov's accelerated gradient, as the book writes it:
+    W += momentum^2 * v;  W -= (1 + momentum) * lr * dW;  v = momentum * v - lr * dW"""
+
+    _hyperparameters, _slots = ("lr", "momentum"), ("v",)
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
+        self.lr = lr
+        self.momentum = momentum
+        self.v: Params | None = None
+
+    @on_params_device
+    def update(self, params: Params, grads: Params) -> None:
+        if self.v is None:
+            self.v = {key: _zeros_like(value) for key, value in params.items()}
+        for key in params:
+            params[key] += self.momentum * self.momentum * self.v[key]
+            params[key] -= (1 + self.momentum) * self.lr * grads[key]
+            self.v[key] *= self.momentum
+            self.v[key] -= self.lr * grads[key]
+
+
+class RMSprop(_Stateful):
+    """h = decay_rate * h + (1 - decay_rate) * dW * dW;  W -= lr * dW / (sqrt(h) + 1e-7)"""
+
+    _hyperparameters, _slots = ("lr", "decay_rate"), ("h",)
+
+    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99) -> None:
+        self.lr = lr
+        self.decay_rate = decay_rate
+        self.h: Params | None = None
+
+    @on_params_device
+    def update(self, params: Params, grads: Params) -> None:
+        if self.h is None:
+            self.h = {key: _zeros_like(value) for key, value in params.items()}
+        for key in params:
+            xp = array_namespace(params[key], grads[key])
+            self.h[key] *= self.decay_rate
+            self.h[key] += (1 - self.decay_rate) * grads[key] * grads[key]
+            params[key] -= self.lr * grads[key] / (xp.sqrt(self.h[key]) + 1e-7)
+
+
+__all__ += ["Nesterov", "RMSprop"]

@@ -153,7 +153,7 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
 def evaluate(net: Trainable, x: Any, t: Any, batch_size: int = 1000) -> float:
     """Accuracy of `net` on (x, t) (labels or one-hot rows), computed on the device in batches."""
     xp = array_namespace(x, t)
-    correct = xp.zeros((), dtype=xp.int64, device=backend.device(x))
+    correct = xp.zeros((), dtype=xp.int32, device=backend.device(x))  # int32: JAX has no int64 by default
     n = x.shape[0]
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)  # the standard leaves out-of-bounds stops unspecified
@@ -161,7 +161,7 @@ def evaluate(net: Trainable, x: Any, t: Any, batch_size: int = 1000) -> float:
         labels = t[start:stop, ...]
         if labels.ndim != 1:
             labels = xp.argmax(labels, axis=1)
-        correct = correct + xp.sum(xp.astype(predicted == labels, xp.int64))
+        correct = correct + xp.sum(xp.astype(predicted == labels, xp.int32))
     return int(correct) / n
 
 

@@ -1,0 +1,127 @@
+"""Run the book's own ch05/ch06 scripts (from ../shared/book) on xbp, and on the book's own code.
+
+Each script runs in a fresh interpreter, from a patched copy: `SEED_LINE` is put first (so a
+run repeats), and the replacements in `PATCHES` cut iteration counts and sizes so that every
+script runs in seconds. Each replacement must match the script exactly once: a changed book
+fails loudly instead of running unpatched. matplotlib draws on Agg (`plt.show()` shows nothing).
+
+    on xbp:       python -m xbp.book --dataset fashion-mnist <patched script>
+    on the book:  python <patched script>, from the script's folder, with a `dataset.mnist` that
+                  reads the same data set through xbp.book.dataset.mnist (the book's own loader
+                  downloads MNIST into its folder, which cannot work offline); everything else
+                  (common/, two_layer_net.py, layer_naive.py) is the book's.
+
+Run by hand (full=True leaves the iteration counts as the book has them):
+
+    python -m tests.book_scripts [--full] [--book] [--backend NAME] ch05/train_neuralnet.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT.parent / "shared" / "book"
+SEED_LINE = "import numpy as np; np.random.seed({seed})  # added: repeatable runs\n"
+
+#: script -> (original text, replacement): the documented cuts (see docs/book.md).
+PATCHES: dict[str, list[tuple[str, str]]] = {
+    "ch05/buy_apple.py": [],
+    "ch05/buy_apple_orange.py": [],
+    "ch05/gradient_check.py": [("hidden_size=50", "hidden_size=10")],
+    "ch05/train_neuralnet.py": [("iters_num = 10000", "iters_num = 601")],
+    "ch06/batch_norm_gradient_check.py": [("hidden_size_list=[100, 100]", "hidden_size_list=[10, 10]")],
+    "ch06/batch_norm_test.py": [("max_epochs = 20", "max_epochs = 5"),
+                                ("num=16", "num=4")],
+    "ch06/hyperparameter_optimization.py": [("optimization_trial = 100", "optimization_trial = 3"),
+                                            ("epocs=50", "epocs=20")],
+    "ch06/optimizer_compare_mnist.py": [("max_iterations = 2000", "max_iterations = 101")],
+    "ch06/optimizer_compare_naive.py": [  # the book only plots the paths: print where each ends
+        ("    plt.title(key)", "    plt.title(key); print(key, x_history[-1], y_history[-1])")],
+    "ch06/overfit_dropout.py": [("epochs=301", "epochs=21")],
+    "ch06/overfit_weight_decay.py": [("max_epochs = 201", "max_epochs = 21")],
+    "ch06/weight_init_activation_histogram.py": [],
+    "ch06/weight_init_compare.py": [("max_iterations = 2000", "max_iterations = 201")],
+}
+
+#: Further cuts for array-api-strict, whose every operation checks the standard (slow per call).
+STRICT_PATCHES: dict[str, list[tuple[str, str]]] = {
+    "ch05/gradient_check.py": [("hidden_size=10", "hidden_size=2")],
+    "ch06/batch_norm_gradient_check.py": [("hidden_size_list=[10, 10]", "hidden_size_list=[1, 1]")],
+    "ch06/batch_norm_test.py": [("max_epochs = 5", "max_epochs = 2"), ("num=4", "num=2")],
+    "ch06/hyperparameter_optimization.py": [("optimization_trial = 3", "optimization_trial = 1"),
+                                            ("epocs=20", "epocs=3")],
+    "ch06/optimizer_compare_mnist.py": [("max_iterations = 101", "max_iterations = 51")],
+    "ch06/overfit_dropout.py": [("epochs=21", "epochs=3")],
+    "ch06/overfit_weight_decay.py": [("max_epochs = 21", "max_epochs = 3")],
+    "ch06/weight_init_compare.py": [("max_iterations = 201", "max_iterations = 101")],
+}
+
+
+def patched_source(script: str, *, full: bool = False, strict: bool = False, seed: int = 0) -> str:
+    """The script's text with the seed line first and its cuts applied (each must match once)."""
+    text = (BOOK / script).read_text(encoding="utf-8")
+    cuts = [] if full else PATCHES[script] + (STRICT_PATCHES.get(script, []) if strict else [])
+    for old, new in cuts:
+        if text.count(old) != 1:
+            raise AssertionError(f"{script}: the patch expects {old!r} exactly once, found "
+                                 f"{text.count(old)}: the book's script changed; update PATCHES.")
+        text = text.replace(old, new)
+    return SEED_LINE.format(seed=seed) + text
+
+
+def run(script: str, workdir: Path, *, book: bool = False, backend: str = "numpy", full: bool = False,
+        seed: int = 0, timeout: float = 600) -> str:
+    """Run the (patched) script on xbp, or with `book=True` on the book's own code; its stdout."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    copy = workdir / Path(script).name
+    copy.write_text(patched_source(script, full=full, strict=backend == "array_api_strict", seed=seed),
+                    encoding="utf-8")
+    env = {**os.environ, "MPLBACKEND": "Agg", "XBP_BOOK_DATASET": "fashion-mnist",
+           "XBP_BACKEND": backend}
+    env.pop("XBP_DEVICE", None)
+    for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):  # small matrices: threads only contend
+        env.setdefault(threads, "1")
+    chapter = BOOK / Path(script).parent
+    if book:
+        shim = workdir / "shim" / "dataset"
+        shim.mkdir(parents=True, exist_ok=True)
+        (shim / "__init__.py").write_text("", encoding="utf-8")
+        (shim / "mnist.py").write_text("from xbp.book.dataset.mnist import load_mnist  # noqa: F401\n",
+                                       encoding="utf-8")
+        # The shim's `dataset` comes first; the script's folder gives two_layer_net and layer_naive,
+        # and the script's own sys.path.append(os.pardir), run from that folder, gives common/.
+        env["PYTHONPATH"] = os.pathsep.join([str(shim.parent), str(chapter), str(ROOT)])
+        command = [sys.executable, "-B", str(copy)]
+    else:
+        env["PYTHONPATH"] = str(ROOT)
+        command = [sys.executable, "-B", "-m", "xbp.book", str(copy)]
+    done = subprocess.run(command, cwd=chapter, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise AssertionError(f"{script} ({'book' if book else 'xbp ' + backend}) failed with code "
+                             f"{done.returncode}:\n{done.stderr[-4000:]}")
+    return done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.book_scripts", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("script", choices=sorted(PATCHES))
+    parser.add_argument("--full", action="store_true", help="the book's iteration counts, uncut")
+    parser.add_argument("--book", action="store_true", help="run on the book's own code")
+    parser.add_argument("--backend", default="numpy")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/xbp-book-scripts"))
+    options = parser.parse_args()
+    print(run(options.script, options.workdir / ("book" if options.book else options.backend),
+              book=options.book, backend=options.backend, full=options.full, seed=options.seed,
+              timeout=24 * 3600), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""xbp.book: the book's module names, argument names, dtypes and numbers, built from xbp's own parts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xbp
+import xbp.book
+from xbp import layers, optimizers
+from xbp.book.common.multi_layer_net import MultiLayerNet
+from xbp.book.common.multi_layer_net_extend import MultiLayerNetExtend
+from xbp.book.common.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from xbp.book.common.trainer import Trainer
+from xbp.book.common.util import shuffle_dataset, smooth_curve
+from xbp.book.two_layer_net import TwoLayerNet
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture
+def hook():
+    """The import hook, installed for one test and removed after it."""
+    xbp.book.install()
+    yield
+    xbp.book.uninstall()
+
+
+def host_batch(n: int = 4, features: int = 6, classes: int = 3, seed: int = 0):
+    """What the book hands its nets: numpy float32 images and uint8 labels (learnable ones)."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, features), dtype=np.float32)
+    t = np.argmax(x[:, :classes], axis=1).astype(np.uint8)
+    return x, t
+
+
+def test_the_hook_answers_the_books_names_with_xbps_modules(hook):
+    import common.layers
+    import common.optimizer
+    import dataset.mnist
+    import layer_naive
+    import two_layer_net
+
+    assert common.layers.Affine is layers.Affine  # no second implementation of any layer
+    assert layer_naive.MulLayer is layers.MulLayer
+    assert issubclass(two_layer_net.TwoLayerNet, xbp.nets.TwoLayerNet)
+    assert issubclass(common.optimizer.Adam, optimizers.Adam)
+    assert dataset.mnist.load_mnist is xbp.book.dataset.mnist.load_mnist
+    assert common.layers.__name__ == "xbp.book.common.layers"  # the module keeps its own name
+
+
+def test_the_hook_explains_a_book_module_it_does_not_have(hook):
+    with pytest.raises(ModuleNotFoundError, match=r"xbp.book has no module 'common.config': it covers "
+                                                  r"the book's chapters 5 and 6"):
+        __import__("common.config")
+
+
+def test_uninstall_lets_the_books_names_go():
+    xbp.book.install()
+    xbp.book.uninstall()
+    assert not xbp.book.installed()
+    assert "common" not in sys.modules
+    with pytest.raises(ModuleNotFoundError):
+        __import__("two_layer_net")
+
+
+def test_books_nets_are_float64_and_take_the_books_numpy_arrays(xp):
+    x, t = host_batch()
+    for net in (TwoLayerNet(6, 5, 3), MultiLayerNet(6, [5, 4], 3),
+                MultiLayerNetExtend(6, [5], 3, use_batchnorm=True)):
+        assert all(value.dtype == xp.float64 for value in net.params.values())
+        loss = net.loss(x, t)
+        assert isinstance(loss, float) and np.isfinite(loss)
+        assert 0.0 <= net.accuracy(x, t) <= 1.0
+        grads = net.gradient(x, t)
+        assert all(xbp.device(grads[key]) == xbp.device(net.params[key]) for key in net.params)
+
+
+def test_books_gradient_check_is_of_the_books_order_on_every_backend(xp):
+    """The book's ch. 5 check: mean |backprop - numerical| per parameter, h = 1e-4, on the net itself."""
+    x, t = host_batch(n=3, features=5, classes=3, seed=1)
+    net = TwoLayerNet(5, 4, 3, weight_init_std=0.5, seed=2)
+    numerical = net.numerical_gradient(x, t)
+    backprop = net.gradient(x, t)
+    for key in ("W1", "b1", "W2", "b2"):
+        diff = float(xp.mean(xp.abs(backprop[key] - numerical[key])))
+        assert diff <= 1e-6, (key, diff)
+
+
+def test_np_random_seed_repeats_the_books_nets():
+    np.random.seed(3)
+    first = TwoLayerNet(4, 3, 2).params["W1"]
+    np.random.seed(3)
+    np.testing.assert_array_equal(xbp.to_cpu(TwoLayerNet(4, 3, 2).params["W1"]), xbp.to_cpu(first))
+
+
+def test_multi_layer_net_extend_takes_the_books_arguments_in_the_books_order():
+    net = MultiLayerNetExtend(6, [5, 4], 3, "sigmoid", 0.1, 0.01, True, 0.2, True, seed=0)
+    assert list(net.params) == ["W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2", "W3", "b3"]
+    dropouts = [layer for layer in net.layers.values() if isinstance(layer, layers.Dropout)]
+    assert [layer.dropout_ratio for layer in dropouts] == [0.2, 0.2]
+    assert net.weight_decay_lambda == 0.01 and net.activation == "sigmoid"
+
+
+def test_nesterov_and_rmsprop_follow_the_books_formulas():
+    nesterov = optimizers.Nesterov(lr=0.1, momentum=0.9)
+    p = {"w": np.array([1.0])}
+    nesterov.update(p, {"w": np.array([1.0])})  # v = 0: W -= 1.9 * 0.1;  v = -0.1
+    np.testing.assert_allclose(p["w"], [1.0 - 0.19])
+    nesterov.update(p, {"w": np.array([1.0])})  # W += 0.81 * -0.1;  W -= 0.19
+    np.testing.assert_allclose(p["w"], [1.0 - 0.19 - 0.081 - 0.19])
+    rmsprop = optimizers.RMSprop(lr=0.1, decay_rate=0.99)
+    p = {"w": np.array([1.0])}
+    rmsprop.update(p, {"w": np.array([2.0])})  # h = 0.01 * 4
+    np.testing.assert_allclose(p["w"], [1.0 - 0.1 * 2.0 / (np.sqrt(0.04) + 1e-7)])
+
+
+@pytest.mark.parametrize("make_optimizer", [SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam])
+def test_every_book_optimizer_lowers_the_loss_in_place_on_every_backend(xp, make_optimizer):
+    x, t = host_batch(n=20, seed=4)
+    net = TwoLayerNet(6, 8, 3, weight_init_std=0.3, seed=5)
+    params = net.params
+    first = net.loss(x, t)
+    optimizer = make_optimizer(lr=0.1)
+    for _ in range(100):
+        optimizer.update(net.params, net.gradient(x, t))
+    assert net.params is params and net.layers["Affine1"].W is params["W1"]
+    assert net.loss(x, t) < 0.9 * first
+
+
+def test_book_optimizers_take_plain_numbers_as_the_naive_comparison_does():
+    params = {"x": -7.0, "y": 2.0}
+    history = []
+    optimizer = Momentum(lr=0.1)
+    for _ in range(3):
+        history.append(params["x"])
+        optimizer.update(params, {"x": params["x"] / 10.0, "y": 2.0 * params["y"]})
+    assert all(isinstance(value, float) for value in params.values())
+    # v1 = -0.1 * -0.7 = 0.07; x1 = -6.93; v2 = 0.9 * 0.07 - 0.1 * -0.693 = 0.1323; x2 = -6.7977
+    np.testing.assert_allclose(history, [-7.0, -6.93, -6.7977])
+
+
+def test_trainer_runs_the_books_loop_with_the_books_lists_and_lines(xp, capsys):
+    rng = np.random.default_rng(6)
+    x = rng.random((40, 6), dtype=np.float32)
+    t = (x[:, 0] > 0.5).astype(np.uint8)  # learnable
+    np.random.seed(7)
+    net = MultiLayerNet(6, [8], 2)
+    trainer = Trainer(net, x, t, x[:10], t[:10], epochs=3, mini_batch_size=10, optimizer="Adam",
+                      optimizer_param={"lr": 0.05}, evaluate_sample_num_per_epoch=20)
+    trainer.train()
+    out = capsys.readouterr().out.splitlines()
+    assert trainer.max_iter == 12 and len(trainer.train_loss_list) == 12
+    assert len(trainer.train_acc_list) == len(trainer.test_acc_list) == 3  # steps 0, 4, 8
+    assert out[0].startswith("train loss:") and out[1].startswith("=== epoch:1, train acc:")
+    assert out[-2:] == ["=============== Final Test Accuracy ===============",
+                        f"test acc:{net.accuracy(x[:10], t[:10])}"]
+    assert isinstance(trainer.optimizer, Adam)
+
+
+def test_trainer_names_the_optimizers_it_knows():
+    x, t = host_batch()
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lbfgs': choose one of sgd, momentum, "
+                                         r"nesterov, adagrad, rmsprop, adam"):
+        Trainer(TwoLayerNet(6, 4, 3), x, t, x, t, optimizer="lbfgs")
+
+
+def test_smooth_curve_keeps_the_length_and_a_constant():
+    np.testing.assert_allclose(smooth_curve([2.0] * 30), [2.0] * 30)
+    ramp = smooth_curve(list(range(40)))
+    assert ramp.shape == (40,)
+    np.testing.assert_allclose(ramp[10:30], np.arange(10, 30))  # a symmetric window keeps a line
+    with pytest.raises(ValueError, match="at least 11 values"):
+        smooth_curve([1.0, 2.0])
+
+
+def test_shuffle_dataset_keeps_each_label_with_its_sample(xp):
+    x = xbp.asarray(np.arange(20.0).reshape(10, 2))
+    t = xbp.asarray(np.arange(10))
+    xs, ts = shuffle_dataset(x, t)
+    host_x, host_t = xbp.to_cpu(xs), xbp.to_cpu(ts)
+    np.testing.assert_array_equal(host_x[:, 0], 2.0 * host_t)
+    assert sorted(host_t.tolist()) == list(range(10))
+
+
+@pytest.mark.skipif(not FASHION.is_dir(),
+                    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+def test_books_load_mnist_returns_the_books_dtypes(monkeypatch):
+    from xbp.book.dataset.mnist import load_mnist
+
+    monkeypatch.setenv("XBP_BOOK_DATASET", "fashion-mnist")
+    (x, t), (x_test, _) = load_mnist(normalize=False, flatten=False)
+    assert x.dtype == np.uint8 and x.shape == (60000, 1, 28, 28) and t.dtype == np.uint8
+    assert x_test.shape == (10000, 1, 28, 28)
+    (x, t), _ = load_mnist(one_hot_label=True)
+    assert x.dtype == np.float32 and x.shape == (60000, 784) and float(x.max()) <= 1.0
+    assert t.dtype == np.float64 and t.shape == (60000, 10) and np.all(t.sum(axis=1) == 1)
+
+
+def test_books_load_mnist_refuses_an_unknown_data_set(monkeypatch):
+    from xbp.book.dataset.mnist import load_mnist
+
+    monkeypatch.setenv("XBP_BOOK_DATASET", "cifar")
+    with pytest.raises(xbp.DatasetError, match=r"unknown data set 'cifar' \(from XBP_BOOK_DATASET"):
+        load_mnist()
+
+
+def test_the_runner_refuses_a_missing_script(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "xbp.book", str(tmp_path / "nope.py")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "no such script" in done.stderr

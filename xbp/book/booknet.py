@@ -1,0 +1,77 @@
+"""What the book's nets do differently from xbp's own, in one mixin: the book's numbers.
+
+- float64: the book's weights come from `np.random.randn`, so all its arithmetic is float64, and
+  its gradient check (central differences with h = 1e-4, on the net itself) needs float64 to show
+  differences of 1e-7 instead of 1e-3. The book's nets here are built in float64 by default, rather
+  than letting `numerical_gradient` switch dtype behind the net's back: then every number a script
+  prints (losses, accuracies, gradient differences) comes from the same arithmetic as the book's.
+- Weights are drawn from a seed taken from numpy's global generator, so `np.random.seed(0)` at the
+  top of a script repeats a run, as it does with the book's code.
+- The book hands its nets numpy arrays (`x_train[batch_mask]`): arrays of another library or
+  device are moved to the net's device, float32 images become float64 (exactly the values the
+  book's float32 @ float64 products see, but without numpy's slow mixed-dtype matmul), and integer
+  labels become int64, at the net's boundary.
+- `loss` returns a Python float, as the book's scripts print and collect it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xbp import backend
+from xbp.backend import array_namespace
+
+__all__ = ["BookNet", "book_seed"]
+
+
+def book_seed(seed: int | None) -> int:
+    """`seed`, or one drawn from numpy's global generator (which `np.random.seed` sets)."""
+    return int(np.random.randint(0, 2**63 - 1, dtype=np.int64)) if seed is None else seed
+
+
+class BookNet:
+    """The book's calling conventions on top of an `xbp.nets.Net` (put it first among the bases)."""
+
+    params: dict[str, Any]
+
+    def _on_net(self, a: Any) -> Any:
+        """`a` on the net's library and device (a no-op for arrays already there)."""
+        W = next(iter(self.params.values()))
+        # CuPy devices compare by id (cupy/cupy tests/cupy_tests/cuda_tests/test_device.py,
+        # TestDeviceComparison.test_equality: Device(0) == Device(0) != Device(1)).
+        if type(a) is not type(W) or backend.device(a) != backend.device(W):
+            a = backend.to_device(a, backend.device(W))
+        return a
+
+    def _inputs(self, x: Any) -> Any:
+        x = self._on_net(x)
+        xp = array_namespace(x)
+        dtype = next(iter(self.params.values())).dtype
+        if xp.isdtype(x.dtype, "real floating") and x.dtype != dtype:
+            x = xp.astype(x, dtype)
+        return x
+
+    def _labels(self, t: Any) -> Any:
+        t = self._on_net(t)
+        xp = array_namespace(t)
+        if xp.isdtype(t.dtype, "integral") and t.dtype != xp.int64:
+            t = xp.astype(t, xp.int64)  # the book's uint8 labels index on every library
+        return t
+
+    def predict(self, x: Any, train_flg: bool = False) -> Any:
+        return super().predict(self._inputs(x), train_flg)  # type: ignore[misc]
+
+    def loss(self, x: Any, t: Any, train_flg: bool = False) -> float:
+        """The mean cross-entropy loss plus the weight decay, as a Python float."""
+        return float(super().loss(self._inputs(x), self._labels(t), train_flg))  # type: ignore[misc]
+
+    def accuracy(self, x: Any, t: Any) -> float:
+        return super().accuracy(self._inputs(x), self._labels(t))  # type: ignore[misc]
+
+    def gradient(self, x: Any, t: Any) -> dict[str, Any]:
+        return super().gradient(self._inputs(x), self._labels(t))  # type: ignore[misc]
+
+    def numerical_gradient(self, x: Any, t: Any, h: float = 1e-4) -> dict[str, Any]:
+        return super().numerical_gradient(self._inputs(x), self._labels(t), h)  # type: ignore[misc]

@@ -1,0 +1,43 @@
+"""The book's `common.util` for chapter 6: `smooth_curve` and `shuffle_dataset`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from xbp import backend
+from xbp.backend import array_namespace
+
+__all__ = ["shuffle_dataset", "smooth_curve"]
+
+
+def smooth_curve(x: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The values of `x` smoothed by a Kaiser window (length 11, beta 2), as the book plots losses.
+
+    y[i] = sum_k w[k] * s[i + k] / sum(w), where s is x with 10 values mirrored onto each end:
+    x[10], ..., x[1] before it and x[-1], ..., x[-10] after it (the book's padding, edge repeated
+    only at the end); y has len(x) values. `x` needs at least 11 values.
+    """
+    values = np.asarray([float(v) for v in x], dtype=np.float64)
+    window = 11
+    if values.size < window:
+        raise ValueError(f"smooth_curve needs at least {window} values, got {values.size}.")
+    padded = np.concatenate([values[window - 1:0:-1], values, values[:-window:-1]])
+    weights = np.kaiser(window, 2)
+    smoothed = np.convolve(weights / weights.sum(), padded, mode="valid")
+    half = window // 2
+    return smoothed[half:len(smoothed) - half]
+
+
+def shuffle_dataset(x: Any, t: Any) -> tuple[Any, Any]:
+    """(x, t) with their rows in one random order, drawn by `np.random.permutation` (the global state)."""
+    if x.shape[0] != t.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but t has {t.shape[0]}: pass one label per sample.")
+    permutation = np.random.permutation(x.shape[0])
+    return _rows(x, permutation), _rows(t, permutation)
+
+
+def _rows(a: Any, index: np.ndarray) -> Any:
+    return array_namespace(a).take(a, backend.to_device(index, backend.device(a)), axis=0)
