@@ -24,13 +24,18 @@ __all__ = ["load_params", "save_params"]
 
 def save_params(path: str | os.PathLike[str], params: dict[str, Any]) -> None:
     """Write `params` (name -> array of any backend) to the `.npz` file `path`, atomically."""
+    write_npz(path, {name: backend.to_cpu(value) for name, value in params.items()})
+
+
+def write_npz(path: str | os.PathLike[str], host: dict[str, np.ndarray]) -> None:
+    """Write the host arrays `host` to the `.npz` file `path` through a temporary file beside it,
+    fsynced and renamed over it, so a crash at any instant leaves the old file or the new one whole."""
     target = Path(path)
-    host: dict[str, Any] = {name: backend.to_cpu(value) for name, value in params.items()}
     handle, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.",
                                          suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez(file, **host)
+            np.savez(file, **host)  # type: ignore[arg-type]  # numpy's stub takes allow_pickle here
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)

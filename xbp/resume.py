@@ -24,7 +24,6 @@ import math
 import os
 import re
 import signal
-import tempfile
 import threading
 import zipfile
 from collections.abc import Callable
@@ -35,6 +34,7 @@ import numpy as np
 
 from xbp import backend
 from xbp.backend import DeviceRNG, array_namespace
+from xbp.checkpoint import write_npz
 from xbp.errors import CheckpointError, TrainingDivergedError, TrainingInterrupted
 
 __all__ = ["Checkpoints", "Session", "read_checkpoint", "write_checkpoint"]
@@ -55,16 +55,7 @@ def write_checkpoint(path: str | os.PathLike[str], arrays: dict[str, Any], meta:
     meta = {**meta, "format": FORMAT, "version": VERSION,
             "arrays": {name: _digest(value) for name, value in host.items()}}
     host[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **host)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_npz(target, host)
     _fsync_folder(target.parent)
 
 
