@@ -86,7 +86,7 @@ class Momentum(_Stateful):
     @on_params_device
     def update(self, params: Params, grads: Params) -> None:
         if self.v is None:
-            self.v = {key: _zeros_like(value) for key, value in params.items()}
+            self.v = _zeros_like_each(params)
         for key in params:
             self.v[key] *= self.momentum
             self.v[key] -= self.lr * grads[key]
@@ -105,7 +105,7 @@ class AdaGrad(_Stateful):
     @on_params_device
     def update(self, params: Params, grads: Params) -> None:
         if self.h is None:
-            self.h = {key: _zeros_like(value) for key, value in params.items()}
+            self.h = _zeros_like_each(params)
         for key in params:
             xp = array_namespace(params[key], grads[key])
             self.h[key] += grads[key] * grads[key]
@@ -128,8 +128,8 @@ class Adam(_Stateful):
     @on_params_device
     def update(self, params: Params, grads: Params) -> None:
         if self.m is None or self.v is None:
-            self.m = {key: _zeros_like(value) for key, value in params.items()}
-            self.v = {key: _zeros_like(value) for key, value in params.items()}
+            self.m = _zeros_like_each(params)
+            self.v = _zeros_like_each(params)
         self.iter += 1
         lr_t = self.lr * math.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
         for key in params:
@@ -140,8 +140,9 @@ class Adam(_Stateful):
             params[key] -= lr_t * self.m[key] / (xp.sqrt(self.v[key]) + 1e-7)
 
 
-def _zeros_like(x: Any) -> Any:
-    return array_namespace(x).zeros_like(x)
+def _zeros_like_each(params: Params) -> Params:
+    """A zero array like each parameter (same shape, dtype, device): an optimizer's fresh state."""
+    return {key: array_namespace(value).zeros_like(value) for key, value in params.items()}
 
 
 # The book's two other optimizers (chapter 6's common/optimizer.py), in the same in-place style.
@@ -160,7 +161,7 @@ class Nesterov(_Stateful):
     @on_params_device
     def update(self, params: Params, grads: Params) -> None:
         if self.v is None:
-            self.v = {key: _zeros_like(value) for key, value in params.items()}
+            self.v = _zeros_like_each(params)
         for key in params:
             params[key] += self.momentum * self.momentum * self.v[key]
             params[key] -= (1 + self.momentum) * self.lr * grads[key]
@@ -181,7 +182,7 @@ class RMSprop(_Stateful):
     @on_params_device
     def update(self, params: Params, grads: Params) -> None:
         if self.h is None:
-            self.h = {key: _zeros_like(value) for key, value in params.items()}
+            self.h = _zeros_like_each(params)
         for key in params:
             xp = array_namespace(params[key], grads[key])
             self.h[key] *= self.decay_rate
