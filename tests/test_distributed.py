@@ -203,6 +203,21 @@ def test_ranks_that_disagree_fail_together_before_training(tmp_path, scenario, e
                for error in errors)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="FIONREAD on a pipe is Linux's")
+def test_the_abort_waits_until_the_launcher_has_read_the_report():
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as writer, os.fdopen(read_end) as reader:
+        writer.write("the traceback\n")
+        writer.flush()
+        started = time.monotonic()
+        distributed._wait_until_read(writer, limit=0.3)  # nobody reads: waits out its limit
+        assert time.monotonic() - started >= 0.3
+        assert reader.readline() == "the traceback\n"
+        started = time.monotonic()
+        distributed._wait_until_read(writer, limit=5.0)  # all read: returns at once
+        assert time.monotonic() - started < 1.0
+
+
 @needs_mpi
 def test_one_raising_rank_ends_the_job_within_ten_seconds(tmp_path):
     status, output, _ = run_ranks(2, "raise", tmp_path, limit=60)

@@ -22,9 +22,11 @@ Nothing here imports mpi4py until `init()` is called. Install it with `pip insta
 
 from __future__ import annotations
 
+import array
 import contextlib
 import importlib
 import os
+import stat
 import sys
 import time
 import traceback
@@ -203,8 +205,7 @@ def _abort_on_uncaught_exceptions(communicator: Communicator) -> None:
         if getattr(error, "everywhere", False):  # raised by every rank: each exits on its own
             previous(kind, error, tb)
             return
-        traceback.print_exception(kind, error, tb)
-        _abort(communicator.mpi, 1)
+        _abort(communicator.mpi, 1, "".join(traceback.format_exception(kind, error, tb)))
 
     sys.excepthook = hook
 
@@ -224,21 +225,48 @@ def abort_on_error() -> Iterator[None]:
         if status and mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized() \
                 and mpi.COMM_WORLD.Get_size() > 1 and not getattr(error, "everywhere", False):
             if isinstance(error, SystemExit):
-                print(error.code if isinstance(error.code, str) else f"exit status {error.code}",
-                      file=sys.stderr)
+                report = f"{error.code if isinstance(error.code, str) else f'exit status {error.code}'}\n"
             else:
-                traceback.print_exception(type(error), error, error.__traceback__)
-            _abort(mpi.COMM_WORLD, status)
+                report = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            _abort(mpi.COMM_WORLD, status, report)
         raise
 
 
-def _abort(world: Any, status: int) -> None:
-    """MPI_Abort: the launcher ends every rank. MPICH may return from it, so this rank exits too."""
-    print(f"xbp.distributed: rank {world.Get_rank()} of {world.Get_size()} failed; ending the job",
-          file=sys.stderr, flush=True)
+def _abort(world: Any, status: int, report: str) -> None:
+    """Print why this rank failed, then MPI_Abort: the launcher ends every rank.
+
+    The launcher kills the job as soon as it hears of the abort, and drops whatever this rank wrote
+    that it has not yet read: so the report goes out in one write, and the abort waits (2 s at most)
+    until the launcher has read it. MPICH may return from Abort, so this rank exits too.
+    """
+    report += f"xbp.distributed: rank {world.Get_rank()} of {world.Get_size()} failed; ending the job\n"
     sys.stdout.flush()
+    sys.stderr.write(report)
+    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        _wait_until_read(stream, limit=2.0)
     world.Abort(status)
     os._exit(status)
+
+
+def _wait_until_read(stream: Any, limit: float) -> None:
+    """Wait until the pipe `stream` writes to holds no unread bytes (FIONREAD on a pipe, Linux)."""
+    try:
+        import fcntl
+        import termios
+
+        descriptor = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(descriptor).st_mode):  # a terminal or file has nothing to drop
+            return
+        unread = array.array("i", [0])
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            fcntl.ioctl(descriptor, termios.FIONREAD, unread)
+            if unread[0] == 0:
+                return
+            time.sleep(0.01)
+    except (AttributeError, ImportError, OSError, ValueError):  # no descriptor, or no FIONREAD here
+        return
 
 
 def _abort_status(error: BaseException) -> int:
