@@ -589,6 +589,25 @@ def subtract_scaled(param: Any, scale: float, grad: Any) -> Any:
     return param
 
 
+def take_rows(x: Any, index: Any, reuse: Any = None) -> Any:
+    """x[index] along axis 0, for indices known to be in range (a training batch).
+
+    On numpy the rows are written into `reuse` when it has their shape and dtype: a training loop
+    passes the previous step's batch, which nothing needs any more, and the batch stays in the cache
+    instead of being a new array every step (a 100 x 784 float32 batch is 300 KiB). Elsewhere, and
+    without `reuse`, it is `xp.take(x, index, axis=0)`: a new array, as the standard has no `out=`.
+    """
+    if type(x) is np.ndarray and type(index) is np.ndarray:
+        shape = (index.shape[0], *x.shape[1:])
+        if type(reuse) is not np.ndarray or reuse.shape != shape or reuse.dtype != x.dtype \
+                or not reuse.flags.writeable or reuse.base is not None:
+            reuse = np.empty(shape, dtype=x.dtype)
+        # mode="clip": "raise" would first copy into a buffer of its own (numpy's take with out=);
+        # the caller's indices are in range, and ones that were not would be clipped, not read.
+        return np.take(x, index, axis=0, out=reuse, mode="clip")
+    return array_namespace(x, index).take(x, index, axis=0)
+
+
 # ---------------------------------------------------------------- random numbers where the arrays live
 
 class DeviceRNG:

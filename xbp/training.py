@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from xbp import backend
-from xbp.backend import array_namespace, on_params_device
+from xbp.backend import array_namespace, on_params_device, take_rows
 from xbp.progress import ProgressBar
 from xbp.resume import Checkpoints, Session, run_settings
 
@@ -116,9 +116,11 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
             carried, carried_seconds = session.carried(epoch)  # losses of the steps before a resume
             start = time.perf_counter() - carried_seconds
             step_losses = []  # device scalars: no read-back, no sync, until the epoch ends
+            x_batch = t_batch = None  # on numpy, each batch is written over the last one
             for step in range(first, steps):
                 index = batches[step, ...]
-                grads = net.gradient(xp.take(x, index, axis=0), xp.take(t, index, axis=0))
+                x_batch, t_batch = take_rows(x, index, x_batch), take_rows(t, index, t_batch)
+                grads = net.gradient(x_batch, t_batch)
                 optimizer.update(net.params, grads)
                 step_losses.append(net.last_layer.loss)
                 bar.update()
