@@ -163,6 +163,40 @@ def test_trainer_runs_the_books_loop_with_the_books_lists_and_lines(xp, capsys):
     assert isinstance(trainer.optimizer, Adam)
 
 
+def test_the_books_conversions_and_batches_are_made_inside_the_nets_device_scope(monkeypatch):
+    """On CuPy a kernel runs on the current GPU: the book net's input conversions and the Trainer's
+    batch gathering must run inside `device_scope` of the net's arrays (a no-op off CuPy, so here
+    the scope is recorded, on array-api-strict's device1, where nets enter it)."""
+    import contextlib
+
+    from xbp import backend
+    from xbp.book import booknet
+    from xbp.book.common import trainer as trainer_module
+
+    entered = []
+
+    @contextlib.contextmanager
+    def recording_scope(where=None):
+        entered.append(where)
+        yield
+
+    def inside(function):
+        def checked(*args, **kwargs):
+            assert entered, f"{function.__name__} ran outside device_scope"
+            return function(*args, **kwargs)
+        return checked
+
+    monkeypatch.setattr(backend, "device_scope", recording_scope)
+    monkeypatch.setattr(booknet.BookNet, "_inputs", inside(booknet.BookNet._inputs))
+    monkeypatch.setattr(trainer_module, "_take", inside(trainer_module._take))
+    x, t = host_batch(20)
+    with xbp.using_backend("array_api_strict", "device1"):
+        np.random.seed(3)
+        net = TwoLayerNet(6, 4, 3)
+        Trainer(net, x, t, x, t, epochs=1, mini_batch_size=5, verbose=False).train()
+    assert entered and all(str(xbp.device(where)) == str(net.device) for where in entered)
+
+
 def test_trainer_names_the_optimizers_it_knows():
     x, t = host_batch()
     with pytest.raises(ValueError, match=r"unknown optimizer 'lbfgs': choose one of sgd, momentum, "

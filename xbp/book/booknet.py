@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from xbp import backend
-from xbp.backend import array_namespace
+from xbp.backend import array_namespace, on_params_device
 
 __all__ = ["BookNet", "book_seed"]
 
@@ -60,18 +60,23 @@ class BookNet:
             t = xp.astype(t, xp.int64)  # the book's uint8 labels index on every library
         return t
 
+    @on_params_device  # the conversions too run on the net's GPU
     def predict(self, x: Any, train_flg: bool = False) -> Any:
         return super().predict(self._inputs(x), train_flg)  # type: ignore[misc]
 
+    @on_params_device
     def loss(self, x: Any, t: Any, train_flg: bool = False) -> float:
         """The mean cross-entropy loss plus the weight decay, as a Python float."""
         return float(super().loss(self._inputs(x), self._labels(t), train_flg))  # type: ignore[misc]
 
+    @on_params_device
     def accuracy(self, x: Any, t: Any) -> float:
         return super().accuracy(self._inputs(x), self._labels(t))  # type: ignore[misc]
 
+    @on_params_device
     def gradient(self, x: Any, t: Any) -> dict[str, Any]:
         return super().gradient(self._inputs(x), self._labels(t))  # type: ignore[misc]
 
+    @on_params_device
     def numerical_gradient(self, x: Any, t: Any, h: float = 1e-4) -> dict[str, Any]:
         return super().numerical_gradient(self._inputs(x), self._labels(t), h)  # type: ignore[misc]

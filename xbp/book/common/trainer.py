@@ -64,6 +64,10 @@ class Trainer:
 
     def train_step(self) -> None:
         """One mini-batch step; at the start of each epoch, the accuracies on both sets."""
+        with backend.device_scope(self._train[0]):  # gathers the batch on the data's GPU (CuPy)
+            self._train_step()
+
+    def _train_step(self) -> None:
         batch_mask = np.random.choice(self.train_size, self.batch_size)
         x_batch, t_batch = (_take(a, batch_mask) for a in self._train)
 
