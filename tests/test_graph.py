@@ -14,6 +14,7 @@ import pytest
 
 import xbp
 import xbp.graph
+from tests._extras import missing
 from tests.harness import RTOL_GRAD, host, relative_error
 from xbp.gradcheck import numerical_gradient
 from xbp.graph import Graph, GraphvizError, format_value
@@ -375,9 +376,9 @@ def test_render_with_graphviz(tmp_path, suffix):
 
 def shown_in_jupyter(obj: object) -> dict[str, str]:
     """The mime bundle IPython sends to the notebook for `obj`, as a cell's last line would."""
-    from IPython.core.formatters import DisplayFormatter  # IPython comes with the test extra
+    formatters = pytest.importorskip("IPython.core.formatters", reason=missing("IPython"))
 
-    data, _ = DisplayFormatter().format(obj)
+    data, _ = formatters.DisplayFormatter().format(obj)
     return data
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._extras import needs_test_extra
 from tests._idxfiles import refused_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,7 @@ def history(epochs: int = 3, steps: int = 40) -> dict[str, list[float]]:
             "iter_loss": iter_loss.tolist()}
 
 
+@needs_test_extra("matplotlib")
 def test_curves_show_the_loss_of_every_iteration_on_whole_epoch_ticks():
     import matplotlib
 
@@ -55,6 +57,7 @@ def test_curves_show_the_loss_of_every_iteration_on_whole_epoch_ticks():
         plt.close(figure)
 
 
+@needs_test_extra("matplotlib")
 def test_plot_writes_a_png_and_leaves_no_temporary_file(tmp_path):
     path = tmp_path / "curves.png"
     load_example().plot(path, history(epochs=1), "title")
@@ -64,6 +67,7 @@ def test_plot_writes_a_png_and_leaves_no_temporary_file(tmp_path):
 
 @pytest.mark.skipif(not FASHION.is_dir(),
                     reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+@needs_test_extra("matplotlib")
 def test_offline_run_names_its_data_set_in_the_header_the_metadata_and_the_plot(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": "numpy",
            "XDG_CACHE_HOME": str(tmp_path / "cache"), "XBP_MIRRORS": refused_url("data")}

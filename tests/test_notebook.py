@@ -14,9 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from tests._extras import missing
+
+nbformat = pytest.importorskip("nbformat", reason=missing("nbformat"))
+NotebookClient = pytest.importorskip("nbclient", reason=missing("nbclient")).NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "ch05.ipynb"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import xbp.progress
+from tests._extras import needs_test_extra
 from xbp.progress import ProgressBar
 
 
@@ -86,6 +87,7 @@ def test_an_explicit_file_or_a_disabled_bar_never_draws_into_the_notebook(
     assert cell.updates == [] and out.getvalue().startswith("x: 100% 3/3 [")
 
 
+@needs_test_extra("ipykernel")
 def test_outside_a_kernel_there_is_no_cell_even_with_ipykernel_imported() -> None:
     import ipykernel  # noqa: F401  (comes with the test extra)
 
