@@ -100,8 +100,14 @@ def test_device_rng_continues_its_stream_and_host_streams_cross_libraries(xp):
     like = xbp.asarray(np.zeros(3, dtype=np.float32))
     rng = DeviceRNG(5)
     rng.uniform((4,), like=like)
-    state = json.loads(json.dumps(rng.state_dict()))  # numpy's and the portable state are JSON
+    state = rng.state_dict()  # a snapshot: the draw below must not change it (CuPy's is a device array)
     expected = xbp.to_cpu(rng.uniform((6,), like=like))
+    again = DeviceRNG(None)
+    assert again.load_state_dict(state, like=like)  # the same kind of generator, on the same device
+    np.testing.assert_array_equal(xbp.to_cpu(again.uniform((6,), like=like)), expected)
+    if any(key.startswith(("cupy/", "torch/")) for key in state["generators"]):
+        return  # a GPU generator's stream continues on its own kind of GPU only (load_state_dict)
+    state = json.loads(json.dumps(state))  # numpy's and the portable state are JSON
     with xbp.using_backend("numpy"):
         other = DeviceRNG(None)
         assert other.load_state_dict(state, like=np.zeros(1, dtype=np.float32))
