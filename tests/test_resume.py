@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import xbp
+from tests._e2e import pythonpath
 from xbp.backend import DeviceRNG
 from xbp.nets import MultiLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
@@ -138,7 +139,7 @@ def test_resume_after_a_crash_ends_where_the_uninterrupted_run_ends(xp, tmp_path
 
 
 def _child(*args: str, backend: str = "numpy", device: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": backend, "OPENBLAS_NUM_THREADS": "1",
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "XBP_BACKEND": backend, "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("XBP_DEVICE", None)
     if device:
@@ -373,7 +374,7 @@ needs_fashion = pytest.mark.skipif(
 
 
 def _mnist(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": "numpy"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "XBP_BACKEND": "numpy"}
     env.pop("XBP_DEVICE", None)
     return subprocess.run([sys.executable, str(ROOT / "examples" / "mnist.py"), "--dataset", "fashion-mnist",
                            "--limit", "1000", "--no-progress", *args], env=env, capture_output=True,
