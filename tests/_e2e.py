@@ -9,10 +9,20 @@ or the Debian package's `/usr/share/datasets/fashion-mnist`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from xbp.datasets.mnist import FILES, search_dirs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pythonpath(*first: str) -> str:
+    """PYTHONPATH for a child Python: `first`, this checkout, then the entries already there (where
+    ci/gpu cannot install into the interpreter's environment, it puts the packages there)."""
+    return os.pathsep.join(filter(None, [*first, str(ROOT), os.environ.get("PYTHONPATH")]))
+
 
 E2E_BACKEND = os.environ.get("XBP_E2E_BACKEND", "").strip() or "numpy"
 E2E_DEVICE = os.environ.get("XBP_E2E_DEVICE", "").strip() or None

@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests._e2e import pythonpath
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT.parent / "shared" / "book"
 SEED_LINE = "import numpy as np; np.random.seed({seed})  # added: repeatable runs\n"
@@ -95,10 +97,10 @@ def run(script: str, workdir: Path, *, book: bool = False, backend: str = "numpy
                                        encoding="utf-8")
         # The shim's `dataset` comes first; the script's folder gives two_layer_net and layer_naive,
         # and the script's own sys.path.append(os.pardir), run from that folder, gives common/.
-        env["PYTHONPATH"] = os.pathsep.join([str(shim.parent), str(chapter), str(ROOT)])
+        env["PYTHONPATH"] = pythonpath(str(shim.parent), str(chapter))
         command = [sys.executable, "-B", str(copy)]
     else:
-        env["PYTHONPATH"] = str(ROOT)
+        env["PYTHONPATH"] = pythonpath()
         command = [sys.executable, "-B", "-m", "xbp.book", str(copy)]
     done = subprocess.run(command, cwd=chapter, env=env, capture_output=True, text=True,
                           timeout=timeout)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import xbp
+from tests._e2e import pythonpath
 from xbp import backend
 from xbp.layers import Affine, MulLayer, SoftmaxWithLoss
 
@@ -23,8 +24,8 @@ def test_default_backend_is_numpy_when_the_variable_is_unset_or_empty():
 
 def test_xbp_backend_is_read_at_import():
     code = "import xbp; x = xbp.asarray([1.0]); print(xbp.get_backend(), type(x).__module__)"
-    out = subprocess.run([sys.executable, "-c", code], env={"XBP_BACKEND": "array_api_strict"},
-                         capture_output=True, text=True, check=True)
+    env = {"XBP_BACKEND": "array_api_strict", "PYTHONPATH": pythonpath()}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["array_api_strict", "array_api_strict._array_object"]
 
 
@@ -52,8 +53,8 @@ def test_unknown_backend_lists_the_valid_names():
 
 
 def test_unknown_backend_in_the_environment_fails_at_import_with_the_fix():
-    out = subprocess.run([sys.executable, "-c", "import xbp"], env={"XBP_BACKEND": "tensorflow"},
-                         capture_output=True, text=True)
+    env = {"XBP_BACKEND": "tensorflow", "PYTHONPATH": pythonpath()}
+    out = subprocess.run([sys.executable, "-c", "import xbp"], env=env, capture_output=True, text=True)
     assert out.returncode != 0
     assert "unknown backend 'tensorflow': choose one of numpy" in out.stderr
 
@@ -161,7 +162,7 @@ def test_info_lists_backends_and_why_others_cannot_load():
 
 
 def test_info_explains_a_device_that_does_not_exist():
-    env = {"XBP_BACKEND": "array_api_strict", "XBP_DEVICE": "device9", "PATH": ""}
+    env = {"XBP_BACKEND": "array_api_strict", "XBP_DEVICE": "device9", "PATH": "", "PYTHONPATH": pythonpath()}
     done = subprocess.run([sys.executable, "-m", "xbp", "info"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "selected backend: array_api_strict (cannot use the selected device: backend " \
@@ -246,8 +247,8 @@ def test_jax_without_64_bit_arrays_refuses_float64_instead_of_making_float32():
     pytest.importorskip("jax", reason="jax is not installed (pip install -r backends/jax.txt)")
     code = ("import warnings, xbp; from xbp.nets import TwoLayerNet; warnings.simplefilter('ignore'); "
             "xbp.set_backend('jax.numpy'); TwoLayerNet(2, 3, 2, dtype='float64')")
-    out = subprocess.run([sys.executable, "-c", code], env={"JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"},
-                         capture_output=True, text=True)
+    env = {"JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu", "PYTHONPATH": pythonpath()}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode != 0
     assert "made an array of float32 where float64 was asked for" in out.stderr
     assert "jax_enable_x64" in out.stderr

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests._e2e import E2E_BACKEND, E2E_DEVICE, needs_fashion
+from tests._e2e import E2E_BACKEND, E2E_DEVICE, needs_fashion, pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_example(name: str, *args: str, backend: str | None = None, device: str | None = None) -> str:
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
     env.pop("XBP_BACKEND", None)
     env.pop("XBP_DEVICE", None)
     if backend:
@@ -66,7 +65,7 @@ def test_mnist_example_on_array_api_strict_device1(tmp_path):
 
 
 def test_mnist_example_reports_a_missing_backend_without_a_traceback():
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": "numpy"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "XBP_BACKEND": "numpy"}
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "mnist.py"), "--backend", "nosuch"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
@@ -105,14 +104,14 @@ def test_mnist_example_reaches_the_bar_and_its_checkpoint_predicts_the_same_on_t
 
 
 def test_mnist_example_rejects_malformed_layers():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "mnist.py"), "--layers", "100,x"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "--layers takes hidden sizes separated by commas" in done.stderr
 
 
 def test_mnist_example_reports_an_unknown_device_before_loading_data():
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": "numpy", "XBP_DEVICE": "device9"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "XBP_BACKEND": "numpy", "XBP_DEVICE": "device9"}
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "mnist.py")], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1

@@ -89,6 +89,24 @@ def test_a_device_rng_copies_without_copying_a_generator_that_holds_a_lock():
     assert clone._generators == {} and clone.seed == 3
 
 
+def test_a_device_rng_saves_the_state_of_a_torch_generator():
+    """On torch CUDA, DeviceRNG draws with a torch.Generator, which has no `bit_generator`: its state
+    is `get_state()`, a CPU uint8 tensor, on every device (torch/csrc/Generator.cpp, THPGenerator_getState).
+    A CPU torch.Generator stands in for the CUDA one under its key (the same Python class and methods)."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -r backends/torch.txt)")
+    rng = backend.DeviceRNG(seed=3)
+    generator = torch.Generator().manual_seed(3)
+    rng._generators[("torch", "cuda:0")] = generator
+    state = rng.state_dict()
+    saved = state["generators"]["torch/cuda:0"]
+    expected = torch.rand(5, generator=generator)
+    assert saved.dtype == torch.uint8 and saved.device.type == "cpu"
+    generator.set_state(torch.from_numpy(xbp.to_cpu(saved).copy()))  # as load_state_dict restores it
+    assert torch.equal(torch.rand(5, generator=generator), expected)
+    with xbp.using_backend("numpy"):  # a host stream cannot continue a torch CUDA one: restart from the seed
+        assert not backend.DeviceRNG(None).load_state_dict(state, like=np.zeros(1, dtype=np.float32))
+
+
 def test_astype_and_gradient_check_work_after_dropout_drew(xp):
     net = MultiLayerNet(6, [5, 5], 3, use_dropout=True, dropout_ratio=0.3, seed=1, dtype="float64")
     x = xbp.asarray(np.random.default_rng(2).standard_normal((4, 6)), dtype="float64")

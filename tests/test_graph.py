@@ -14,6 +14,7 @@ import pytest
 
 import xbp
 import xbp.graph
+from tests._e2e import pythonpath
 from tests._extras import missing
 from tests.harness import RTOL_GRAD, host, relative_error
 from xbp.gradcheck import numerical_gradient
@@ -452,8 +453,7 @@ EXAMPLES = {
 
 @pytest.mark.parametrize("example", list(EXAMPLES))
 def test_example_prints_mermaid_then_the_gradients(tmp_path, example):
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
     image = tmp_path / "graph.svg"
     done = subprocess.run([sys.executable, str(ROOT / "examples" / example), str(image)], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120, check=False)
@@ -472,7 +472,7 @@ def test_example_prints_mermaid_then_the_gradients(tmp_path, example):
 
 
 def test_examples_run_without_graphviz(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": str(tmp_path / "empty")}
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "PATH": str(tmp_path / "empty")}
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "graph_apple.py")], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr

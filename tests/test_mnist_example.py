@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._e2e import pythonpath
 from tests._extras import needs_test_extra
 from tests._idxfiles import refused_url
 
@@ -69,7 +70,7 @@ def test_plot_writes_a_png_and_leaves_no_temporary_file(tmp_path):
                     reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
 @needs_test_extra("matplotlib")
 def test_offline_run_names_its_data_set_in_the_header_the_metadata_and_the_plot(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": "numpy",
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "XBP_BACKEND": "numpy",
            "XDG_CACHE_HOME": str(tmp_path / "cache"), "XBP_MIRRORS": refused_url("data")}
     for name in ("XBP_DEVICE", "XBP_DATA_DIR"):
         env.pop(name, None)
@@ -93,7 +94,7 @@ def test_offline_run_names_its_data_set_in_the_header_the_metadata_and_the_plot(
 @pytest.mark.skipif(not FASHION.is_dir(),
                     reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
 def test_an_explicit_mnist_still_fails_clearly_offline(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": "numpy",
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "XBP_BACKEND": "numpy",
            "XDG_CACHE_HOME": str(tmp_path / "cache"), "XBP_MIRRORS": refused_url("data")}
     env.pop("XBP_DATA_DIR", None)
     env.pop("XBP_DEVICE", None)

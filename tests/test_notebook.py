@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests._e2e import pythonpath
 from tests._extras import missing
 
 nbformat = pytest.importorskip("nbformat", reason=missing("nbformat"))
@@ -68,7 +69,7 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         env.setenv("JUPYTER_RUNTIME_DIR", str(home / "runtime"))
         env.setenv("IPYTHONDIR", str(home / "ipython"))  # no profile or startup files of the user
         env.setenv("XBP_DATASET", "fashion-mnist")  # offline
-        env.setenv("PYTHONPATH", str(ROOT))
+        env.setenv("PYTHONPATH", pythonpath())
         env.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws the plot
         env.delenv("XBP_BACKEND", raising=False)
         for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):

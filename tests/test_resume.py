@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import xbp
+from tests._e2e import pythonpath
 from xbp.backend import DeviceRNG
 from xbp.nets import MultiLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
@@ -100,8 +101,14 @@ def test_device_rng_continues_its_stream_and_host_streams_cross_libraries(xp):
     like = xbp.asarray(np.zeros(3, dtype=np.float32))
     rng = DeviceRNG(5)
     rng.uniform((4,), like=like)
-    state = json.loads(json.dumps(rng.state_dict()))  # numpy's and the portable state are JSON
+    state = rng.state_dict()  # a snapshot: the draw below must not change it (CuPy's is a device array)
     expected = xbp.to_cpu(rng.uniform((6,), like=like))
+    again = DeviceRNG(None)
+    assert again.load_state_dict(state, like=like)  # the same kind of generator, on the same device
+    np.testing.assert_array_equal(xbp.to_cpu(again.uniform((6,), like=like)), expected)
+    if any(key.startswith(("cupy/", "torch/")) for key in state["generators"]):
+        return  # a GPU generator's stream continues on its own kind of GPU only (load_state_dict)
+    state = json.loads(json.dumps(state))  # numpy's and the portable state are JSON
     with xbp.using_backend("numpy"):
         other = DeviceRNG(None)
         assert other.load_state_dict(state, like=np.zeros(1, dtype=np.float32))
@@ -132,7 +139,7 @@ def test_resume_after_a_crash_ends_where_the_uninterrupted_run_ends(xp, tmp_path
 
 
 def _child(*args: str, backend: str = "numpy", device: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": backend, "OPENBLAS_NUM_THREADS": "1",
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "XBP_BACKEND": backend, "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("XBP_DEVICE", None)
     if device:
@@ -367,7 +374,7 @@ needs_fashion = pytest.mark.skipif(
 
 
 def _mnist(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XBP_BACKEND": "numpy"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "XBP_BACKEND": "numpy"}
     env.pop("XBP_DEVICE", None)
     return subprocess.run([sys.executable, str(ROOT / "examples" / "mnist.py"), "--dataset", "fashion-mnist",
                            "--limit", "1000", "--no-progress", *args], env=env, capture_output=True,

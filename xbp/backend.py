@@ -674,22 +674,33 @@ class DeviceRNG:
 
     def state_dict(self) -> dict[str, Any]:
         """The seed and each generator's state, keyed 'library/device': numpy's bit-generator state (a
-        dict of ints), CuPy's cuRAND states (a device array of bytes)."""
+        dict of ints), CuPy's cuRAND states (a device array of bytes), torch's (a CPU tensor of bytes)."""
         return {"seed": self.seed, "generators": {
-            f"{library}/{label}": generator.bit_generator._state if library == "cupy"
-            else generator.bit_generator.state for (library, label), generator in self._generators.items()}}
+            f"{library}/{label}": _generator_state(library, generator)
+            for (library, label), generator in self._generators.items()}}
 
     def load_state_dict(self, state: dict[str, Any], *, like: Any) -> bool:
         """Continue the stream `state_dict` saved, for arrays like `like`. The numpy and portable
-        generators are one kind (numpy's PCG64 on the host), CuPy's the other: a stream of the other
-        kind cannot continue here, so the draws restart from the seed and this returns False."""
+        generators are one kind (numpy's PCG64 on the host), CuPy's and torch's CUDA ones two others:
+        a stream of another kind cannot continue here, so the draws restart from the seed and this
+        returns False."""
         self.seed, self._generators = state["seed"], {}
         library = _library(like)
-        library = "portable" if self.portable or library not in ("numpy", "cupy") else library
+        if self.portable or library not in ("numpy", "cupy", "torch") \
+                or (library == "torch" and like.device.type != "cuda"):
+            library = "portable"
         saved = [value for key, value in state["generators"].items()
-                 if key.startswith("cupy/") == (library == "cupy")]
+                 if _kind_of_key(key) == _kind_of_key(f"{library}/")]
         if len(saved) != 1:
             return not state["generators"]  # nothing drawn yet: starting from the seed is continuing
+        if library == "torch":
+            # torch.Generator.set_state takes the CPU uint8 tensor get_state gave, for a CUDA
+            # generator too (torch/csrc/Generator.cpp, THPGenerator_setState: "expected a
+            # torch.ByteTensor"; torch/cuda/random.py, set_rng_state, passes it one).
+            torch = importlib.import_module("torch")
+            bits = np.array(to_cpu(saved[0]), dtype=np.uint8)  # a writable copy for from_numpy
+            self._generator(library, like.device).set_state(torch.from_numpy(bits))
+            return True
         if library == "cupy":
             dev = array_api_compat.device(like)
             with dev:
@@ -706,6 +717,25 @@ class DeviceRNG:
         else:
             self._generator(library, "cpu" if library == "numpy" else "host").bit_generator.state = saved[0]
         return True
+
+
+def _kind_of_key(key: str) -> str:
+    """The kind of generator a `state_dict` key names: 'cupy', 'torch' (CUDA) or 'host' (numpy's PCG64)."""
+    library = key.split("/", 1)[0]
+    return library if library in ("cupy", "torch") else "host"
+
+
+def _generator_state(library: str, generator: Any) -> Any:
+    """A copy of a generator's whole state: CuPy's cuRAND states (cupy/random/_bit_generator.pyx,
+    _cuRANDGenerator.__init__: `self._state`, a device array of bytes), torch's `get_state()` (a CPU
+    uint8 tensor; torch.Generator has no `bit_generator`), numpy's bit-generator state (a dict)."""
+    if library == "cupy":  # a copy, so that later draws (which advance it in place) leave it as it is
+        bits = generator.bit_generator._state
+        with bits.device:  # ndarray.copy makes its copy on the current device (cupy/_core/core.pyx:861-866)
+            return bits.copy()
+    if library == "torch":
+        return generator.get_state()
+    return generator.bit_generator.state
 
 
 def _new_generator(library: str, dev: Any, seed: int | None) -> Any:
