@@ -147,16 +147,9 @@ def _zeros_like_each(params: Params) -> Params:
 
 # The book's two other optimizers (chapter 6's common/optimizer.py), in the same in-place style.
 
-class Nesterov(_Stateful):
-    """Nesterov's accelerated gradient, as the book writes it:
+class Nesterov(Momentum):
+    """Nesterov's accelerated gradient, as the book writes it (Momentum's hyperparameters and state):
     W += momentum^2 * v;  W -= (1 + momentum) * lr * dW;  v = momentum * v - lr * dW"""
-
-    _hyperparameters, _slots = ("lr", "momentum"), ("v",)
-
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
-        self.lr = lr
-        self.momentum = momentum
-        self.v: Params | None = None
 
     @on_params_device
     def update(self, params: Params, grads: Params) -> None:
