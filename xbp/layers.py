@@ -160,16 +160,19 @@ class SoftmaxWithLoss:
         xp = array_namespace(x, t)
         target = self._one_hot_target(xp, x, t)
         shifted = x - xp.max(x, axis=1, keepdims=True)  # log-sum-exp: exp never overflows
-        exp = xp.exp(shifted)
-        total = xp.sum(exp, axis=1, keepdims=True)
-        self.y = exp / total
+        y = xp.exp(shifted)
+        total = xp.sum(y, axis=1, keepdims=True)
+        y /= total  # softmax; in place, in arrays made here (a new array on JAX)
+        shifted -= xp.log(total)  # log-softmax
+        self.y = y
         self.t = target
-        log_y = shifted - xp.log(total)
-        self.loss = xp.sum(target * log_y) / -x.shape[0]
+        self.loss = xp.sum(target * shifted) / -x.shape[0]
         return self.loss
 
     def backward(self, dout: Any = 1) -> Any:
-        return (self.y - self.t) * (dout / self.t.shape[0])
+        dx = self.y - self.t
+        dx *= dout / self.t.shape[0]
+        return dx
 
     def _one_hot_target(self, xp: Any, x: Any, t: Any) -> Any:
         if x.ndim != 2:

@@ -55,6 +55,9 @@ class Net:
 
     @on_params_device
     def predict(self, x: Any, train_flg: bool = False) -> Any:
+        return self._forward(x, train_flg)
+
+    def _forward(self, x: Any, train_flg: bool) -> Any:
         self._bind()  # params is the truth: it may hold new arrays, not only changed ones
         for layer in self.layers.values():
             x = layer.forward(x, train_flg) if isinstance(layer, _MODE_LAYERS) else layer.forward(x)
@@ -92,18 +95,18 @@ class Net:
     def gradient(self, x: Any, t: Any) -> dict[str, Any]:
         """dL/d(each parameter) by backpropagation: one forward pass (in training mode), then the
         layers in reverse; with weight decay, dW += lambda * W."""
-        self.last_layer.forward(self.predict(x, train_flg=True), t)  # the decay term needs no forward
+        self.last_layer.forward(self._forward(x, True), t)  # the decay term needs no forward
         dout = self.last_layer.backward(1)
         layers = list(self.layers.values())
-        for layer in reversed(layers[1:]):
+        for layer in layers[:0:-1]:  # from the last layer back to the second
             dout = layer.backward(dout)
         first = layers[0]
         if isinstance(first, Affine):
             first.backward(dout, need_dx=False)  # dL/dx feeds nothing
         else:
             first.backward(dout)
-        grads = {key: getattr(self.layers[name], "d" + attr)
-                 for key, (name, attr) in self.bindings.items()}
+        by_name = self.layers
+        grads = {key: getattr(by_name[name], "d" + attr) for key, (name, attr) in self.bindings.items()}
         if self.weight_decay_lambda:
             for key in self._decayed():
                 grads[key] = grads[key] + self.weight_decay_lambda * self.params[key]
@@ -203,8 +206,9 @@ class Net:
 
     def _bind(self) -> None:
         """Point each layer at the arrays in `params`."""
+        layers, params = self.layers, self.params
         for key, (name, attr) in self.bindings.items():
-            setattr(self.layers[name], attr, self.params[key])
+            setattr(layers[name], attr, params[key])
 
     @on_params_device
     def to_graph(self, x: Any, t: Any) -> Graph:

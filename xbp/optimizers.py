@@ -69,8 +69,9 @@ class SGD(_Stateful):
 
     @on_params_device
     def update(self, params: Params, grads: Params) -> None:
-        for key in params:
-            params[key] = subtract_scaled(params[key], self.lr, grads[key])
+        lr = self.lr
+        for key, param in params.items():
+            params[key] = subtract_scaled(param, lr, grads[key])  # the same key: the dict keeps its size
 
 
 class Momentum(_Stateful):

@@ -68,9 +68,10 @@ class ProgressBar:
     def update(self, n: int = 1) -> None:
         """Add `n` to the count; redraw if the last redraw is old enough."""
         self.n += n
-        now = time.monotonic()
-        if self.live and now - self.last_draw >= REDRAW_INTERVAL_S:
-            self._draw("\r", now)
+        if self.live:  # else no clock read: a training loop calls this every step
+            now = time.monotonic()
+            if now - self.last_draw >= REDRAW_INTERVAL_S:
+                self._draw("\r", now)
 
     def set_postfix(self, text: str) -> None:
         """Show `text` (e.g. 'loss=0.123') after the numbers."""

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from xbp import backend
-from xbp.backend import array_namespace, on_params_device, take_rows
+from xbp.backend import array_namespace, batch_taker, on_params_device
 from xbp.progress import ProgressBar
 from xbp.resume import Checkpoints, Session, run_settings
 
@@ -116,13 +116,12 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
             carried, carried_seconds = session.carried(epoch)  # losses of the steps before a resume
             start = time.perf_counter() - carried_seconds
             step_losses = []  # device scalars: no read-back, no sync, until the epoch ends
-            x_batch = t_batch = None  # on numpy, each batch is written over the last one
-            for step in range(first, steps):
+            take_x, take_t = batch_taker(x, batches.shape[1]), batch_taker(t, batches.shape[1])
+            gradient, update, params, last_layer = net.gradient, optimizer.update, net.params, net.last_layer
+            for step in range(first, steps):  # the names above save attribute lookups in every step
                 index = batches[step, ...]
-                x_batch, t_batch = take_rows(x, index, x_batch), take_rows(t, index, t_batch)
-                grads = net.gradient(x_batch, t_batch)
-                optimizer.update(net.params, grads)
-                step_losses.append(net.last_layer.loss)
+                update(params, gradient(take_x(index), take_t(index)))
+                step_losses.append(last_layer.loss)
                 bar.update()
                 if saving:
                     session.after_step(epoch, step + 1, partial(_losses_so_far, xp, carried, step_losses),
