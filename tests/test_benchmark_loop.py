@@ -44,3 +44,23 @@ def test_the_numpy_loop_trains_as_fit_does(xp):
             np.testing.assert_array_equal(xbp.to_cpu(net.params[key]), value, err_msg=key)
     initial = TwoLayerNet(20, 16, 10, weight_init_std=0.3, seed=seed).params["W2"]
     assert np.abs(start["W2"] - xbp.to_cpu(initial)).max() > 1e-3  # the weights did train
+
+
+def test_the_overhead_benchmarks_layer_loop_trains_as_fit_does(monkeypatch):
+    """examples/benchmark_overhead.py times the layers called directly: the same training, bit for bit."""
+    monkeypatch.syspath_prepend(str(_PATH.parent))  # it imports the loop from examples/benchmark.py
+    path = _PATH.parent / "benchmark_overhead.py"
+    spec = importlib.util.spec_from_file_location("xbp_overhead_example", path)
+    assert spec is not None and spec.loader is not None
+    overhead = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(overhead)
+    rng = np.random.default_rng(5)
+    x = rng.random((360, 20), dtype=np.float32)
+    t = rng.integers(0, 10, size=360)
+    by_fit, by_layers = (TwoLayerNet(20, 16, 10, weight_init_std=0.3, seed=1) for _ in range(2))
+    start = {key: value.copy() for key, value in by_fit.params.items()}
+    fit(by_fit, SGD(lr=benchmark.LR), (x, t), epochs=1, batch_size=40, seed=2, progress=False)
+    overhead.layers_epoch(by_layers, x, t, benchmark.epoch_order(len(x), 40, 2))
+    for key, value in by_fit.params.items():
+        np.testing.assert_array_equal(value, by_layers.params[key])
+        assert not np.array_equal(value, start[key])  # trained, not left alone

@@ -8,6 +8,7 @@ run these on a GPU (ci/gpu).
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import threading
 
@@ -61,6 +62,37 @@ def test_on_params_device_passes_results_and_errors_through():
     assert Holder().double(3) == 6 and Holder.double.__doc__ == "Twice value."
     with pytest.raises(ValueError, match="no value"):
         Holder().double(None)
+
+
+def test_in_device_scope_skips_only_the_on_params_device_wrapper(monkeypatch):
+    """fit calls `gradient` and `update` through in_device_scope: the same method without entering
+    the scope again; a method wrapped by a decorator of a subclass's own keeps that decorator."""
+    entered = []
+    monkeypatch.setattr(backend, "device_scope",
+                        lambda where=None: entered.append(where) or backend._NO_SCOPE)
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    net.params = {key: xbp.to_device(value, "array_api_strict") for key, value in net.params.items()}
+    x = xbp.to_device(np.ones((2, 4), np.float32), "array_api_strict")
+    t = xbp.to_device(np.array([0, 1]), "array_api_strict")
+    net.gradient(x, t)
+    assert len(entered) == 1  # the decorated method enters the scope
+    grads = backend.in_device_scope(net.gradient)(x, t)
+    assert len(entered) == 1 and set(grads) == set(net.params)  # the same method, not entering it
+
+    calls = []
+
+    class Logged(TwoLayerNet):
+        @functools.wraps(TwoLayerNet.gradient)
+        def gradient(self, x, t):
+            calls.append("logged")
+            return super().gradient(x, t)
+
+    logged = Logged(4, 3, 2, seed=0)
+    assert backend.in_device_scope(logged.gradient) == logged.gradient  # its own decorator stays
+    backend.in_device_scope(logged.gradient)(np.ones((2, 4), np.float32), np.array([0, 1]))
+    assert calls == ["logged"]
+    plain = object.__str__
+    assert backend.in_device_scope(plain) is plain
 
 
 def test_a_copy_of_a_device_rng_restarts_from_the_seed(xp):

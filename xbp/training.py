@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from xbp import backend
-from xbp.backend import array_namespace, batch_taker, on_params_device
+from xbp.backend import array_namespace, batch_taker, in_device_scope, on_params_device
 from xbp.progress import ProgressBar
 from xbp.resume import Checkpoints, Session, run_settings
 
@@ -117,7 +117,9 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
             start = time.perf_counter() - carried_seconds
             step_losses = []  # device scalars: no read-back, no sync, until the epoch ends
             take_x, take_t = batch_taker(x, batches.shape[1]), batch_taker(t, batches.shape[1])
-            gradient, update, params, last_layer = net.gradient, optimizer.update, net.params, net.last_layer
+            # fit runs inside the net's device scope (its decorator): the steps need not enter it again
+            gradient, update = in_device_scope(net.gradient), in_device_scope(optimizer.update)
+            params, last_layer = net.params, net.last_layer
             for step in range(first, steps):  # the names above save attribute lookups in every step
                 index = batches[step, ...]
                 update(params, gradient(take_x(index), take_t(index)))
