@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 from benchmark import LR, epoch_order, initial_weights, numpy_epoch
@@ -66,7 +67,7 @@ def main() -> None:
     optimizer = SGD(lr=LR)
     loop_params, control_params = initial_weights(hidden, 0), initial_weights(hidden, 0)
 
-    def timed(run):
+    def timed(run: Callable[[np.ndarray], object]) -> Callable[[int], float]:
         def clocked(round_: int) -> float:
             start = time.perf_counter()
             run(epoch_order(n, batch, round_))
