@@ -21,15 +21,15 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 import xbp
 from xbp import distributed  # mpi4py loads only in distributed.init()
 from xbp.backend import device_name
+from xbp.checkpoint import write_atomically
 from xbp.datasets.fallback import load_training_data
 from xbp.nets import MultiLayerNet, Net, TwoLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
@@ -145,19 +145,6 @@ def curves(history: dict[str, list[float]], title: str) -> Any:
     figure.suptitle(title)
     figure.tight_layout()
     return figure
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call `write` on a temporary file beside `path`, fsync it, then rename it to `path` (os.replace)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # gone already after os.replace
 
 
 def build_net(args: argparse.Namespace) -> tuple[Net, str]:

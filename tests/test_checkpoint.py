@@ -77,6 +77,21 @@ def test_a_failed_save_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_write_that_fails_halfway_leaves_the_old_file_whole(tmp_path):
+    from xbp.checkpoint import write_atomically
+
+    path = tmp_path / "run.json"
+    write_atomically(path, lambda file: file.write(b"old\n"))
+
+    def half_then_fail(file):
+        file.write(b"new, half of it")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(path, half_then_fail)
+    assert path.read_bytes() == b"old\n" and list(tmp_path.iterdir()) == [path]
+
+
 def test_batchnorm_running_statistics_travel_with_the_state(tmp_path):
     from xbp.nets import MultiLayerNet
     from xbp.optimizers import SGD

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -28,14 +29,20 @@ def save_params(path: str | os.PathLike[str], params: dict[str, Any]) -> None:
 
 
 def write_npz(path: str | os.PathLike[str], host: dict[str, np.ndarray]) -> None:
-    """Write the host arrays `host` to the `.npz` file `path` through a temporary file beside it,
-    fsynced and renamed over it, so a crash at any instant leaves the old file or the new one whole."""
+    """Write the host arrays `host` to the `.npz` file `path` with `write_atomically`."""
+    write_atomically(path, lambda file: np.savez(file, **host))  # type: ignore[arg-type]  # numpy's stub
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
+    """Call `write` on a temporary file beside `path`, fsync it, then rename it over `path`, so a crash
+    at any instant leaves the old file or the new one whole, never half of one; on any error the
+    temporary file is removed and `path` is left as it was."""
     target = Path(path)
     handle, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.",
                                          suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez(file, **host)  # type: ignore[arg-type]  # numpy's stub takes allow_pickle here
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)

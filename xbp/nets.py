@@ -144,11 +144,7 @@ class Net:
 
     def to_device(self, device: Any) -> Net:
         """Move every parameter to `device` (see `xbp.to_device`); returns the net."""
-        for key, value in self.params.items():
-            self.params[key] = backend.to_device(value, device)
-        self._bind()
-        self._map_buffers(lambda value: backend.to_device(value, device))
-        return self
+        return self._move(lambda value: backend.to_device(value, device))
 
     def to_cpu(self) -> Net:
         """Move the net to numpy on the host; returns the net."""
@@ -157,7 +153,15 @@ class Net:
     def to_gpu(self, device: Any = None) -> Net:
         """Move the net to CuPy on GPU `device` (default: the current one); returns the net. Always
         CuPy, as `xbp.to_gpu`; a net on torch moves to CUDA with `to_device("torch:cuda:0")`."""
-        return self.to_device(backend._cupy_spec(device))
+        return self._move(lambda value: backend.to_gpu(value, device))
+
+    def _move(self, move: Any) -> Net:
+        """Replace every parameter and buffer by move(it), and point the layers at the new ones."""
+        for key, value in self.params.items():
+            self.params[key] = move(value)
+        self._bind()
+        self._map_buffers(move)
+        return self
 
     @on_params_device
     def astype(self, dtype: str) -> Net:
