@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -155,7 +156,7 @@ class Net:
         CuPy, as `xbp.to_gpu`; a net on torch moves to CUDA with `to_device("torch:cuda:0")`."""
         return self._move(lambda value: backend.to_gpu(value, device))
 
-    def _move(self, move: Any) -> Net:
+    def _move(self, move: Callable[[Any], Any]) -> Net:
         """Replace every parameter and buffer by move(it), and point the layers at the new ones."""
         for key, value in self.params.items():
             self.params[key] = move(value)
