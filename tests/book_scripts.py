@@ -24,9 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests._e2e import pythonpath
+from tests._e2e import ROOT, pythonpath
 
-ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT.parent / "shared" / "book"
 SEED_LINE = "import numpy as np; np.random.seed({seed})  # added: repeatable runs\n"
 
