@@ -3,7 +3,9 @@
 `XBP_E2E_BACKEND` (default numpy; ci/gpu sets cupy) and `XBP_E2E_DEVICE` (default: the backend's
 own) choose where the examples and the real-data `fit` train. Fashion-MNIST counts as present where
 `load_mnist` finds it: `$XBP_DATA_DIR` (ci/gpu points it at the files it carries), the user cache,
-or the Debian package's `/usr/share/datasets/fashion-mnist`.
+or the Debian package's `/usr/share/datasets/fashion-mnist`: every test that needs the data asks
+`needs_fashion`, so a machine that has it elsewhere tests the same. (The tests of the offline
+fallback, which is about the Debian folder itself, ask for that folder.)
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import pytest
 from xbp.datasets.mnist import FILES, search_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
+# The project's shared/ folder (the book's code, the real MNIST test set), beside the checkout; ci/gpu
+# points XBP_SHARED_DIR at the copy it carries to a machine where shared/ is not beside the checkout.
+SHARED = Path(os.environ.get("XBP_SHARED_DIR") or ROOT.parent / "shared")
 
 
 def pythonpath(*first: str) -> str:

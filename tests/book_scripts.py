@@ -24,9 +24,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests._e2e import ROOT, pythonpath
+from tests._e2e import SHARED, pythonpath
 
-BOOK = ROOT.parent / "shared" / "book"
+BOOK = SHARED / "book"
 SEED_LINE = "import numpy as np; np.random.seed({seed})  # added: repeatable runs\n"
 
 #: script -> (original text, replacement): the documented cuts (see docs/book.md).

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import xbp
 import xbp.book
+from tests._e2e import needs_fashion
 from xbp import layers, optimizers
 from xbp.book.common.multi_layer_net import MultiLayerNet
 from xbp.book.common.multi_layer_net_extend import MultiLayerNetExtend
@@ -18,8 +18,6 @@ from xbp.book.common.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RM
 from xbp.book.common.trainer import Trainer
 from xbp.book.common.util import shuffle_dataset, smooth_curve
 from xbp.book.two_layer_net import TwoLayerNet
-
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture
@@ -222,8 +220,7 @@ def test_shuffle_dataset_keeps_each_label_with_its_sample(xp):
     assert sorted(host_t.tolist()) == list(range(10))
 
 
-@pytest.mark.skipif(not FASHION.is_dir(),
-                    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+@needs_fashion
 def test_books_load_mnist_returns_the_books_dtypes(monkeypatch):
     from xbp.book.dataset.mnist import load_mnist
 

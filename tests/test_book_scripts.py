@@ -12,18 +12,16 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
-from pathlib import Path
 
 import pytest
 
+from tests._e2e import needs_fashion
 from tests.book_scripts import BOOK, PATCHES, run
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = [
     pytest.mark.skipif(not BOOK.is_dir(), reason=f"the book's code is not at {BOOK} (the project's "
                                                  "shared/ folder, beside its root)"),
-    pytest.mark.skipif(not FASHION.is_dir(),
-                       reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist"),
+    needs_fashion,
     pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
                        reason="the book's ch06 scripts import matplotlib: pip install 'xbp[test]'"),
 ]

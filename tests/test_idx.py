@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._e2e import SHARED
 from tests._idxfiles import HTML_PAGE, gz, idx_bytes
 from xbp.datasets.download import payload_sha256, read_verified, sha256_file
 from xbp.datasets.idx import idx_header, read_idx
 from xbp.datasets.mnist import FILES
 from xbp.errors import DatasetError
 
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+SHARED_MNIST = SHARED / "data" / "mnist"
 RNG = np.random.default_rng(0)
 LABELS = RNG.integers(0, 10, 10000, dtype=np.uint8)
 IMAGES = RNG.integers(0, 256, (7, 28, 28), dtype=np.uint8)

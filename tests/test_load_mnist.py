@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import xbp.datasets.download as download_module
+from tests._e2e import SHARED
 from tests._idxfiles import NAMES, Mirror, TinySet, idx_bytes, refused_url, tiny_set
 from xbp.datasets import mnist
 from xbp.datasets.mnist import load_file, load_mnist, search_dirs
 from xbp.errors import DatasetError
 
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+SHARED_MNIST = SHARED / "data" / "mnist"
 FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 TINY = tiny_set()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests._e2e import pythonpath
+from tests._e2e import has_fashion_mnist, pythonpath
 from tests._extras import missing
 
 nbformat = pytest.importorskip("nbformat", reason=missing("nbformat"))
@@ -24,7 +24,6 @@ NotebookClient = pytest.importorskip("nbclient", reason=missing("nbclient")).Not
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "ch05.ipynb"
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 KERNEL = "xbp-test-python"
 
 
@@ -54,8 +53,8 @@ def test_the_notebook_is_committed_without_outputs() -> None:
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The notebook after a real kernel ran every cell (CellExecutionError names a failing cell)."""
-    if not FASHION.is_dir():
-        pytest.skip("Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+    if not has_fashion_mnist():
+        pytest.skip("Fashion-MNIST not found: apt-get install dataset-fashion-mnist, or set XBP_DATA_DIR")
     home = tmp_path_factory.mktemp("jupyter")
     spec = home / "kernels" / KERNEL
     spec.mkdir(parents=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import xbp
-from tests._e2e import pythonpath
+from tests._e2e import needs_fashion, pythonpath
 from xbp.backend import DeviceRNG
 from xbp.nets import MultiLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
@@ -368,9 +368,6 @@ def test_divergence_is_caught_without_checkpoints_too(xp):
 
 # ---------------------------------------------------------------- examples/mnist.py
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-needs_fashion = pytest.mark.skipif(
-    not FASHION.is_dir(), reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
 
 
 def _mnist(*args: str) -> subprocess.CompletedProcess:
