@@ -17,6 +17,9 @@ one namespace and device. No layer imports an array library: each asks its input
                         out = gamma * xn + beta      dgamma = sum(dout * xn),  dbeta = sum(dout)
     Dropout             out = x * mask               dx = dout * mask   (mask = u > ratio, u ~ U[0, 1))
 
+Convolution and Pooling (NCHW images, the book's im2col) live in `xbp.convolution` and are
+re-exported here, with `im2col`, `col2im` and `conv_output_size`.
+
 BatchNormalization and Dropout behave differently in training and in inference: their `forward`
 takes `train_flg` (True by default, as in the book), and a net passes its own `train_flg` on.
 """
@@ -26,10 +29,11 @@ from __future__ import annotations
 from typing import Any
 
 from xbp.backend import DeviceRNG, array_namespace, device
+from xbp.convolution import Convolution, Pooling, col2im, conv_output_size, im2col
 from xbp.functions import sigmoid
 
-__all__ = ["AddLayer", "Affine", "BatchNormalization", "Dropout", "MulLayer", "Relu", "Sigmoid",
-           "SoftmaxWithLoss"]
+__all__ = ["AddLayer", "Affine", "BatchNormalization", "Convolution", "Dropout", "MulLayer", "Pooling",
+           "Relu", "Sigmoid", "SoftmaxWithLoss", "col2im", "conv_output_size", "im2col"]
 
 
 class MulLayer:
