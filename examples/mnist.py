@@ -1,7 +1,9 @@
-"""Train the book's two-layer network on MNIST (or Fashion-MNIST), on the CPU or a GPU.
+"""Train one of the book's networks on MNIST (or Fashion-MNIST), on the CPU or a GPU.
 
 The defaults are the book's (chapter 5): 784 -> 50 -> 10, ReLU, softmax cross-entropy, SGD with
-lr 0.1, batches of 100, about 10,000 iterations. Without --dataset it trains on MNIST, or, when
+lr 0.1, batches of 100, about 10,000 iterations. `--net simple-conv` (chapter 7) and `--net deep-conv`
+(chapter 8) train the convolutional nets on 1 x 28 x 28 images with the book's settings for them:
+Adam with lr 0.001 and 20 epochs, unless told otherwise. Without --dataset it trains on MNIST, or, when
 MNIST cannot be downloaded, on Fashion-MNIST (from --data-dir or Debian's dataset-fashion-mnist,
 installed with apt-get when run as root), and says so. The backend comes from XBP_BACKEND (or
 --backend), so the same command trains on numpy or on CuPy:
@@ -10,6 +12,7 @@ installed with apt-get when run as root), and says so. The backend comes from XB
     XBP_BACKEND=cupy python examples/mnist.py
     python examples/mnist.py --dataset fashion-mnist --epochs 3 --plot curves.png --save net.npz
     python examples/mnist.py --layers 100,100,100 --batchnorm --dropout 0.2 --optimizer adam
+    XBP_BACKEND=cupy python examples/mnist.py --net simple-conv --epochs 5   # what a GPU is for
     mpiexec -n 4 python examples/mnist.py --distributed    # 4 processes, each a quarter of each batch
     python examples/mnist.py --checkpoint runs/book      # Ctrl-C, then the same command + --resume
 """
@@ -31,7 +34,7 @@ from xbp import distributed  # mpi4py loads only in distributed.init()
 from xbp.backend import device_name
 from xbp.checkpoint import write_atomically
 from xbp.datasets.fallback import load_training_data
-from xbp.nets import MultiLayerNet, Net, TwoLayerNet
+from xbp.nets import DeepConvNet, MultiLayerNet, Net, SimpleConvNet, TwoLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
 from xbp.resume import Checkpoints
 from xbp.training import fit
@@ -39,6 +42,9 @@ from xbp.training import fit
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "adam": Adam}
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "adagrad": 0.01, "adam": 0.001}
 BOOK_ITERATIONS = 10_000
+NETS = ("two-layer", "multi-layer", "simple-conv", "deep-conv")
+CONV_NETS = {"simple-conv": (SimpleConvNet, 100), "deep-conv": (DeepConvNet, 50)}  # class, book's hidden
+CONV_EPOCHS = 20  # the book's train_convnet.py and train_deepnet.py
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,9 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", help="a device of the backend: 1 or cuda:1 for CuPy, device1 for "
                         "array_api_strict (overrides XBP_DEVICE)")
     parser.add_argument("--epochs", type=int, help=f"default: enough for the book's {BOOK_ITERATIONS:,} "
-                        "iterations")
+                        f"iterations, or {CONV_EPOCHS} for the convolutional nets")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--hidden", type=int, default=50, help="hidden units of the TwoLayerNet")
+    parser.add_argument("--net", choices=NETS, help="default: two-layer, or multi-layer when --layers, "
+                        "--batchnorm, --dropout or --weight-decay ask for one")
+    parser.add_argument("--hidden", type=int, help="hidden units of the TwoLayerNet (default 50) or of "
+                        "the convolutional nets' Affine layer (the book's: 100 simple-conv, 50 deep-conv)")
     parser.add_argument("--layers", help="hidden sizes of a MultiLayerNet instead, e.g. 100,100,100")
     parser.add_argument("--batchnorm", action="store_true", help="MultiLayerNet with BatchNormalization")
     parser.add_argument("--dropout", type=float, default=0.0, metavar="RATIO",
@@ -62,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="MultiLayerNet with L2 weight decay")
     parser.add_argument("--lr", type=float, help="default: 0.1 for sgd (the book's chapter 5), "
                         "0.01 for momentum and adagrad, 0.001 for adam")
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS),
+                        help="default: sgd, or adam for the convolutional nets (the book's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--data-dir", help="a folder holding the four .gz files (else the cache, "
@@ -84,7 +94,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="with --checkpoint: keep the newest N checkpoints (default 1)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint "
                         "DIR exactly where it stopped (give the same options as when it started)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    dense_options = args.layers or args.batchnorm or args.dropout or args.weight_decay
+    if args.net is None:
+        args.net = "multi-layer" if dense_options else "two-layer"
+    elif dense_options and args.net != "multi-layer":
+        parser.error(f"--layers, --batchnorm, --dropout and --weight-decay shape a multi-layer net, not "
+                     f"--net {args.net}")
+    if args.optimizer is None:
+        args.optimizer = "adam" if args.net in CONV_NETS else "sgd"
+    return args
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -148,12 +167,21 @@ def curves(history: dict[str, list[float]], title: str) -> Any:
 
 
 def build_net(args: argparse.Namespace) -> tuple[Net, str]:
-    """The book's TwoLayerNet, or a MultiLayerNet when --layers, --batchnorm or --dropout ask for one."""
-    if not (args.layers or args.batchnorm or args.dropout or args.weight_decay):
-        return TwoLayerNet(784, args.hidden, 10, seed=args.seed, dtype=args.dtype), \
-            f"TwoLayerNet 784-{args.hidden}-10"
+    """The net --net names: the book's TwoLayerNet, a MultiLayerNet, SimpleConvNet or DeepConvNet."""
+    if args.net in CONV_NETS:
+        net_class, book_hidden = CONV_NETS[args.net]
+        hidden = book_hidden if args.hidden is None else args.hidden
+        try:
+            net = net_class(hidden_size=hidden, seed=args.seed, dtype=args.dtype)
+        except ValueError as exc:
+            sys.exit(f"error: {exc}")
+        return net, f"{net_class.__name__} 1x28x28, hidden {hidden}"
+    hidden_size = 50 if args.hidden is None else args.hidden
+    if args.net == "two-layer":
+        return TwoLayerNet(784, hidden_size, 10, seed=args.seed, dtype=args.dtype), \
+            f"TwoLayerNet 784-{hidden_size}-10"
     try:
-        hidden = [int(size) for size in (args.layers or str(args.hidden)).split(",")]
+        hidden = [int(size) for size in (args.layers or str(hidden_size)).split(",")]
     except ValueError:
         sys.exit(f"error: --layers takes hidden sizes separated by commas, like 100,100,100; "
                  f"got {args.layers!r}.")
@@ -219,8 +247,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.limit is not None:
         x_train, t_train = x_train[: args.limit], t_train[: args.limit]
     x_train, x_test = x_train.astype(args.dtype), x_test.astype(args.dtype)
+    if args.net in CONV_NETS:  # images, not rows of pixels
+        x_train, x_test = x_train.reshape(-1, 1, 28, 28), x_test.reshape(-1, 1, 28, 28)
     steps = len(x_train) // args.batch_size
-    epochs = args.epochs or math.ceil(BOOK_ITERATIONS / steps)
+    epochs = args.epochs or (CONV_EPOCHS if args.net in CONV_NETS else math.ceil(BOOK_ITERATIONS / steps))
 
     lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
     optimizer = OPTIMIZERS[args.optimizer](lr=lr)

@@ -40,8 +40,8 @@ def conv_output_size(input_size: int, filter_size: int, stride: int = 1, pad: in
     return span // stride + 1
 
 
-def _windows(x: Any, filter_h: int, filter_w: int, stride: int, pad: int) -> tuple[Any, int, int]:
-    """(N, OH, OW, C, FH*FW): every window of the zero-padded x, and OH, OW."""
+def _taps(x: Any, filter_h: int, filter_w: int, stride: int, pad: int) -> tuple[list[Any], int, int]:
+    """Every filter tap (fy, fx) of the zero-padded x as one (N, OH, OW, C) view, row-major; OH, OW."""
     xp = array_namespace(x)
     if x.ndim != 4:
         raise ValueError(f"expected an NCHW image batch (batch, channels, height, width), got shape "
@@ -51,10 +51,22 @@ def _windows(x: Any, filter_h: int, filter_w: int, stride: int, pad: int) -> tup
     out_w = conv_output_size(width, filter_w, stride, pad)
     if pad:
         x = xpx.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), xp=xp)
-    nhwc = xp.permute_dims(x, (0, 2, 3, 1))  # each tap below is then one (N, OH, OW, C) slice
+    nhwc = xp.permute_dims(x, (0, 2, 3, 1))  # channels last: each tap is then one strided slice
     taps = [nhwc[:, fy:fy + stride * (out_h - 1) + 1:stride, fx:fx + stride * (out_w - 1) + 1:stride, :]
             for fy in range(filter_h) for fx in range(filter_w)]
-    return xp.stack(taps, axis=-1), out_h, out_w
+    return taps, out_h, out_w
+
+
+def _windows(x: Any, filter_h: int, filter_w: int, stride: int, pad: int) -> tuple[Any, int, int]:
+    """(N, OH, OW, C, FH*FW): every window of the zero-padded x, and OH, OW."""
+    taps, out_h, out_w = _taps(x, filter_h, filter_w, stride, pad)
+    return array_namespace(x).stack(taps, axis=-1), out_h, out_w
+
+
+def _tiles(height: int, width: int, filter_h: int, filter_w: int, stride: int, pad: int) -> bool:
+    """True when the windows tile the image exactly: no overlap, no gap, no padding (2x2, stride 2)."""
+    return (not pad and stride == filter_h == filter_w
+            and height % stride == 0 and width % stride == 0)
 
 
 def im2col(input_data: Any, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0) -> Any:
@@ -76,7 +88,7 @@ def col2im(col: Any, input_shape: tuple[int, ...], filter_h: int, filter_w: int,
                          f"{filter_h}x{filter_w} filter, stride {stride}, pad {pad} has shape "
                          f"{(n * out_h * out_w, channels * filter_h * filter_w)}.")
     windows = xp.reshape(col, (n, out_h, out_w, channels, filter_h, filter_w))
-    if not pad and stride == filter_h == filter_w and (height, width) == (out_h * stride, out_w * stride):
+    if _tiles(height, width, filter_h, filter_w, stride, pad):
         # windows that tile the image without overlap (2x2 pooling, stride 2): each pixel has one tap
         tiles = xp.permute_dims(windows, (0, 3, 1, 4, 2, 5))  # (N, C, OH, FH, OW, FW)
         return xp.reshape(tiles, (n, channels, height, width))
@@ -146,6 +158,10 @@ class Pooling:
 
         dx = dout at each window's first maximum (row-major in the window), 0 elsewhere; a pixel in
              several windows gets the sum
+
+    The book unrolls the windows with im2col and takes argmax along each row; this compares the
+    window's taps one at a time instead (the same maxima and the same first argmax, without the
+    unrolled copy), and routes the gradient back tap by tap, which is col2im for one-hot rows.
     """
 
     def __init__(self, pool_h: int, pool_w: int, stride: int = 2, pad: int = 0) -> None:
@@ -154,20 +170,39 @@ class Pooling:
         self.stride = stride
         self.pad = pad
         self.x_shape: tuple[int, ...] = ()
-        self.arg_max: Any = None
+        self.arg_max: Any = None  # (N, OH, OW, C): the tap (fy * pool_w + fx) of each window's maximum
 
     def forward(self, x: Any) -> Any:
         xp = array_namespace(x)
-        windows, _, _ = _windows(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        taps, _, _ = _taps(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        out = taps[0]
+        arg_max = xp.zeros(out.shape, dtype=xp.int32, device=device(x))
+        for index, tap in enumerate(taps[1:], start=1):
+            arg_max = xp.where(tap > out, index, arg_max)  # strictly greater: the first maximum stays
+            out = xp.maximum(out, tap)  # NaN in gives NaN out
         self.x_shape = tuple(x.shape)
-        self.arg_max = xp.argmax(windows, axis=-1)  # the first maximum, as the book's argmax
-        return xp.permute_dims(xp.max(windows, axis=-1), (0, 3, 1, 2))
+        self.arg_max = arg_max
+        return xp.permute_dims(out, (0, 3, 1, 2))
 
     def backward(self, dout: Any) -> Any:
         xp = array_namespace(dout, self.arg_max)
-        taps = self.pool_h * self.pool_w
-        routed = xpx.one_hot(self.arg_max, taps, dtype=dout.dtype, xp=xp)  # (N, OH, OW, C, taps)
-        routed *= xp.permute_dims(dout, (0, 2, 3, 1))[..., None]
-        n, out_h, out_w, channels = self.arg_max.shape
-        col = xp.reshape(routed, (n * out_h * out_w, channels * taps))
-        return col2im(col, self.x_shape, self.pool_h, self.pool_w, self.stride, self.pad)
+        n, channels, height, width = self.x_shape
+        dout = xp.permute_dims(dout, (0, 2, 3, 1))  # (N, OH, OW, C), as arg_max
+        zero = xp.zeros((), dtype=dout.dtype, device=device(dout))
+        routed = [xp.where(self.arg_max == index, dout, zero) for index in range(self.pool_h * self.pool_w)]
+        stride, pad = self.stride, self.pad
+        if _tiles(height, width, self.pool_h, self.pool_w, stride, pad):  # each pixel in one window
+            rows = [xp.stack(routed[fy * self.pool_w:(fy + 1) * self.pool_w], axis=3)  # (N, OH, OW, FW, C)
+                    for fy in range(self.pool_h)]
+            image = xp.reshape(xp.stack(rows, axis=2), (n, height, width, channels))  # (N, OH, FH, OW, FW, C)
+            return xp.permute_dims(image, (0, 3, 1, 2))
+        out_h, out_w = dout.shape[1], dout.shape[2]
+        image = xp.zeros((n, height + 2 * pad, width + 2 * pad, channels), dtype=dout.dtype,
+                         device=device(dout))
+        for index, part in enumerate(routed):
+            fy, fx = divmod(index, self.pool_w)
+            where = (slice(None), slice(fy, fy + stride * (out_h - 1) + 1, stride),
+                     slice(fx, fx + stride * (out_w - 1) + 1, stride), slice(None))
+            image = xpx.at(image, where).add(part, xp=xp)
+        image = xp.permute_dims(image, (0, 3, 1, 2))
+        return image[:, :, pad:pad + height, pad:pad + width] if pad else image
