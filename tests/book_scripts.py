@@ -1,4 +1,4 @@
-"""Run the book's own ch05/ch06 scripts (from ../shared/book) on xbp, and on the book's own code.
+"""Run the book's own ch05-ch08 scripts (from ../shared/book) on xbp, and on the book's own code.
 
 Each script runs in a fresh interpreter, from a patched copy: `SEED_LINE` is put first (so a
 run repeats), and the replacements in `PATCHES` cut iteration counts and sizes so that every
@@ -28,6 +28,8 @@ from tests._e2e import SHARED, pythonpath
 
 BOOK = SHARED / "book"
 SEED_LINE = "import numpy as np; np.random.seed({seed})  # added: repeatable runs\n"
+LOAD = "(x_train, t_train), (x_test, t_test) = load_mnist(flatten=False)"
+SAVE = "network.save_params(__import__('os').environ['BOOK_SCRIPT_OUT'] + '/{name}')"  # the book is read-only
 
 #: script -> (original text, replacement): the documented cuts (see docs/book.md).
 PATCHES: dict[str, list[tuple[str, str]]] = {
@@ -47,7 +49,29 @@ PATCHES: dict[str, list[tuple[str, str]]] = {
     "ch06/overfit_weight_decay.py": [("max_epochs = 201", "max_epochs = 21")],
     "ch06/weight_init_activation_histogram.py": [],
     "ch06/weight_init_compare.py": [("max_iterations = 2000", "max_iterations = 201")],
+    "ch07/gradient_check.py": [],
+    "ch07/train_convnet.py": [("#x_train, t_train = x_train[:5000], t_train[:5000]",
+                               "x_train, t_train = x_train[:1000], t_train[:1000]"),
+                              ("#x_test, t_test = x_test[:1000], t_test[:1000]",
+                               "x_test, t_test = x_test[:500], t_test[:500]"),
+                              ("max_epochs = 20", "max_epochs = 2"),
+                              ('network.save_params("params.pkl")', SAVE.format(name="params.pkl"))],
+    "ch07/visualize_filter.py": [],
+    "ch07/apply_filter.py": [],
+    "ch08/train_deepnet.py": [(LOAD, LOAD + "\nx_train, t_train = x_train[:300], t_train[:300]"
+                                      "\nx_test, t_test = x_test[:200], t_test[:200]"),
+                              ("epochs=20", "epochs=1"),
+                              ('network.save_params("deep_convnet_params.pkl")',
+                               SAVE.format(name="deep_convnet_params.pkl"))],
+    "ch08/misclassified_mnist.py": [("#sampled = 1000", "sampled = 1000"),
+                                    ("#x_test = x_test[:sampled]", "x_test = x_test[:sampled]"),
+                                    ("#t_test = t_test[:sampled]", "t_test = t_test[:sampled]")],
+    "ch08/half_float_network.py": [("sampled = 10000", "sampled = 1000")],
 }
+
+#: Read the real MNIST test set (../shared/data/mnist) instead: the training images are not there.
+REAL_MNIST = [(LOAD, "(x_train, t_train), (x_test, t_test) = (None, None), "
+                     "__import__('tests.book_data', fromlist=['mnist_test']).mnist_test()")]
 
 #: Further cuts for array-api-strict, whose every operation checks the standard (slow per call).
 STRICT_PATCHES: dict[str, list[tuple[str, str]]] = {
@@ -63,10 +87,12 @@ STRICT_PATCHES: dict[str, list[tuple[str, str]]] = {
 }
 
 
-def patched_source(script: str, *, full: bool = False, strict: bool = False, seed: int = 0) -> str:
+def patched_source(script: str, *, full: bool = False, strict: bool = False, seed: int = 0,
+                   real_mnist: bool = False) -> str:
     """The script's text with the seed line first and its cuts applied (each must match once)."""
     text = (BOOK / script).read_text(encoding="utf-8")
     cuts = [] if full else PATCHES[script] + (STRICT_PATCHES.get(script, []) if strict else [])
+    cuts = cuts + (REAL_MNIST if real_mnist else [])
     for old, new in cuts:
         if text.count(old) != 1:
             raise AssertionError(f"{script}: the patch expects {old!r} exactly once, found "
@@ -76,14 +102,15 @@ def patched_source(script: str, *, full: bool = False, strict: bool = False, see
 
 
 def run(script: str, workdir: Path, *, book: bool = False, backend: str = "numpy", full: bool = False,
-        seed: int = 0, timeout: float = 600) -> str:
-    """Run the (patched) script on xbp, or with `book=True` on the book's own code; its stdout."""
+        seed: int = 0, timeout: float = 600, real_mnist: bool = False) -> str:
+    """Run the (patched) script on xbp, or with `book=True` on the book's own code; its stdout.
+    With `real_mnist`, the script's test set is the real MNIST one (ch08's pretrained-weight scripts)."""
     workdir.mkdir(parents=True, exist_ok=True)
     copy = workdir / Path(script).name
-    copy.write_text(patched_source(script, full=full, strict=backend == "array_api_strict", seed=seed),
-                    encoding="utf-8")
+    copy.write_text(patched_source(script, full=full, strict=backend == "array_api_strict", seed=seed,
+                                   real_mnist=real_mnist), encoding="utf-8")
     env = {**os.environ, "MPLBACKEND": "Agg", "XBP_BOOK_DATASET": "fashion-mnist",
-           "XBP_BACKEND": backend}
+           "XBP_BACKEND": backend, "BOOK_SCRIPT_OUT": str(workdir)}
     env.pop("XBP_DEVICE", None)
     for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):  # small matrices: threads only contend
         env.setdefault(threads, "1")
@@ -94,12 +121,13 @@ def run(script: str, workdir: Path, *, book: bool = False, backend: str = "numpy
         (shim / "__init__.py").write_text("", encoding="utf-8")
         (shim / "mnist.py").write_text("from xbp.book.dataset.mnist import load_mnist  # noqa: F401\n",
                                        encoding="utf-8")
-        # The shim's `dataset` comes first; the script's folder gives two_layer_net and layer_naive,
-        # and the script's own sys.path.append(os.pardir), run from that folder, gives common/.
+        # The shim's `dataset` comes first; the script's folder gives two_layer_net, layer_naive,
+        # simple_convnet and deep_convnet, and the script's own sys.path.append(os.pardir), run from that
+        # folder, gives common/.
         env["PYTHONPATH"] = pythonpath(str(shim.parent), str(chapter))
         command = [sys.executable, "-B", str(copy)]
     else:
-        env["PYTHONPATH"] = pythonpath()
+        env["PYTHONPATH"] = pythonpath(str(chapter))  # as `python SCRIPT` from the chapter finds its files
         command = [sys.executable, "-B", "-m", "xbp.book", str(copy)]
     done = subprocess.run(command, cwd=chapter, env=env, capture_output=True, text=True,
                           timeout=timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 
 import xbp
 import xbp.book
-from tests._e2e import needs_fashion
+from tests._e2e import SHARED, needs_fashion, pythonpath
 from xbp import layers, optimizers
 from xbp.book.common.multi_layer_net import MultiLayerNet
 from xbp.book.common.multi_layer_net_extend import MultiLayerNetExtend
@@ -53,7 +54,7 @@ def test_the_hook_answers_the_books_names_with_xbps_modules(hook):
 
 def test_the_hook_explains_a_book_module_it_does_not_have(hook):
     with pytest.raises(ModuleNotFoundError, match=r"xbp.book has no module 'common.config': it covers "
-                                                  r"the book's chapters 5 and 6"):
+                                                  r"the book's chapters 5 to 8"):
         __import__("common.config")
 
 
@@ -245,3 +246,173 @@ def test_the_runner_refuses_a_missing_script(tmp_path):
     done = subprocess.run([sys.executable, "-m", "xbp.book", str(tmp_path / "nope.py")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no such script" in done.stderr
+
+
+# ---------------------------------------------------------------- a chapter's own files
+
+CHAPTER_FILE_SCRIPT = """import two_layer_net, simple_convnet, deep_convnet, layer_naive
+for module in (two_layer_net, simple_convnet, deep_convnet, layer_naive):
+    print(module.__name__)
+"""
+
+
+def _run_beside(folder, files: dict[str, str]) -> list[str]:
+    """`python -m xbp.book script.py` in `folder`, holding `files` beside the script."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    (folder / "script.py").write_text(CHAPTER_FILE_SCRIPT, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "xbp.book", "script.py"], cwd=folder, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": pythonpath()})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_the_hook_answers_a_chapter_file_only_where_none_is_beside_the_script(tmp_path):
+    assert _run_beside(tmp_path / "alone", {}) == ["xbp.book.two_layer_net", "xbp.book.simple_convnet",
+                                                   "xbp.book.deep_convnet", "xbp.book.layer_naive"]
+
+
+def test_the_hook_never_answers_a_readers_own_chapter_file(tmp_path):
+    """ch. 4's two_layer_net.py (sigmoid, numerical gradients) is not ch. 5's: it runs as written."""
+    ch04 = ("from common.functions import *\n"
+            "class TwoLayerNet:\n    activation = sigmoid  # ch. 4's own net\n")
+    names = _run_beside(tmp_path / "ch04", {"two_layer_net.py": ch04,
+                                           "simple_convnet.py": "# a reader's edited copy\n"})
+    assert names == ["two_layer_net", "simple_convnet", "xbp.book.deep_convnet", "xbp.book.layer_naive"]
+
+
+@pytest.mark.skipif(not (SHARED / "book" / "ch07" / "simple_convnet.py").is_file(),
+                    reason=f"the book's code is not at {SHARED / 'book'}")
+def test_the_hook_answers_the_books_published_chapter_files_with_crlf_too(tmp_path):
+    files = {name: (SHARED / "book" / chapter / name).read_text(encoding="utf-8").replace("\n", "\r\n")
+             for chapter, name in (("ch05", "two_layer_net.py"), ("ch07", "simple_convnet.py"),
+                                   ("ch08", "deep_convnet.py"), ("ch05", "layer_naive.py"))}
+    assert _run_beside(tmp_path / "book", files) == ["xbp.book.two_layer_net", "xbp.book.simple_convnet",
+                                                     "xbp.book.deep_convnet", "xbp.book.layer_naive"]
+
+
+# ---------------------------------------------------------------- the book's other public names
+
+def test_every_public_name_of_the_books_common_and_dataset_modules_exists():
+    book = SHARED / "book"
+    if not (book / "common").is_dir():
+        pytest.skip(f"the book's code is not at {book}")
+    import ast
+    import importlib
+
+    for path in sorted([*(book / "common").glob("*.py"), book / "dataset" / "mnist.py"]):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        public = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+                  and not node.name.startswith("_")]
+        module = importlib.import_module(f"xbp.book.{path.parent.name}.{path.stem}")
+        missing = [name for name in public if not hasattr(module, name)]
+        assert not missing, f"xbp.book.{path.parent.name}.{path.stem} lacks {missing}"
+
+
+def test_the_books_functions_have_the_books_values(xp):
+    from xbp.book.common import functions as book
+
+    x_host = np.array([[-1.0, 0.0, 2.0], [3.0, -0.5, 0.0]])
+    x = xbp.asarray(x_host)
+    np.testing.assert_array_equal(xbp.to_cpu(book.step_function(x)), [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(xbp.to_cpu(book.relu(x)), np.maximum(0, x_host))
+    np.testing.assert_array_equal(xbp.to_cpu(book.relu_grad(x)), [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]])  # x >= 0
+    s = 1 / (1 + np.exp(-x_host))
+    np.testing.assert_allclose(xbp.to_cpu(book.sigmoid_grad(x)), (1 - s) * s, rtol=1e-14)
+    assert book.identity_function(x) is x
+    t_host = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    squared = float(book.sum_squared_error(x, xbp.asarray(t_host)))
+    assert squared == pytest.approx(0.5 * np.sum((x_host - t_host) ** 2))
+    e = np.exp(x_host - x_host.max(axis=1, keepdims=True))
+    y = e / e.sum(axis=1, keepdims=True)
+    expected = -np.sum(np.log(y[[0, 1], [2, 0]] + 1e-7)) / 2
+    assert float(book.softmax_loss(x, xbp.asarray(np.array([2, 0])))) == pytest.approx(expected, rel=1e-12)
+    assert book.step_function(3.0) == 1 and book.relu(-2) == 0  # numbers, as numpy takes them
+
+
+def test_numerical_gradient_2d_goes_row_by_row(xp):
+    from xbp.book.common.gradient import numerical_gradient_2d
+
+    X = xbp.asarray(np.array([[1.0, 2.0], [3.0, -1.0]]))
+    grad = numerical_gradient_2d(lambda row: xp.sum(row * row), X)  # f sees one row at a time
+    np.testing.assert_allclose(xbp.to_cpu(grad), [[2.0, 4.0], [6.0, -2.0]], rtol=1e-8)
+    np.testing.assert_array_equal(xbp.to_cpu(X), [[1.0, 2.0], [3.0, -1.0]])
+
+
+def test_the_books_conv_output_size_is_a_float_and_im2col_is_xbps():
+    from xbp.book.common import util
+
+    assert util.conv_output_size(28, 5) == 24.0 and util.conv_output_size(7, 2, 2) == 3.5
+    assert util.im2col is xbp.layers.im2col and util.col2im is xbp.layers.col2im
+
+
+def test_book_dropout_draws_the_books_masks_from_numpys_global_generator(xp):
+    from xbp.book.common.layers import Dropout
+
+    x = xbp.asarray(np.ones((3, 4)))
+    np.random.seed(5)
+    out = Dropout(0.3).forward(x)
+    np.random.seed(5)
+    np.testing.assert_array_equal(xbp.to_cpu(out), np.ones((3, 4)) * (np.random.rand(3, 4) > 0.3))
+
+
+def test_book_softmax_with_loss_reports_the_books_loss_and_takes_a_label_column(xp):
+    from xbp.book.common.layers import SoftmaxWithLoss
+
+    x_host = np.array([[2.0, -1.0, 0.5]])
+    layer = SoftmaxWithLoss()
+    loss = layer.forward(xbp.asarray(x_host), xbp.asarray(np.array([[1]])))  # ch. 7's T = [[1]]
+    y = np.exp(x_host) / np.exp(x_host).sum()
+    assert float(loss) == pytest.approx(-np.log(y[0, 1] + 1e-7), rel=1e-13)
+    np.testing.assert_allclose(xbp.to_cpu(layer.backward()), y - [[0.0, 1.0, 0.0]], rtol=1e-13)
+
+
+def test_the_books_nets_draw_the_books_weights_in_the_books_order():
+    from xbp.book.deep_convnet import DeepConvNet
+    from xbp.book.simple_convnet import SimpleConvNet
+
+    np.random.seed(0)
+    net = SimpleConvNet()
+    np.random.seed(0)
+    W1, W2, W3 = (0.01 * np.random.randn(*shape) for shape in ((30, 1, 5, 5), (4320, 100), (100, 10)))
+    for key, expected in (("W1", W1), ("W2", W2), ("W3", W3)):
+        np.testing.assert_array_equal(net.params[key], expected)
+    np.random.seed(1)
+    deep = DeepConvNet()
+    np.random.seed(1)
+    first = np.sqrt(2.0 / 9) * np.random.randn(16, 1, 3, 3)
+    np.testing.assert_array_equal(deep.params["W1"], first)
+    np.random.seed(2)
+    two = TwoLayerNet(4, 3, 2)
+    np.random.seed(2)
+    np.testing.assert_array_equal(two.params["W1"], 0.01 * np.random.randn(4, 3))
+    np.testing.assert_array_equal(two.params["W2"], 0.01 * np.random.randn(3, 2))
+
+
+def test_the_books_pickles_load_and_anything_else_is_refused(tmp_path):
+    import pickle
+
+    from xbp.book.simple_convnet import SimpleConvNet
+
+    net = SimpleConvNet((1, 8, 8), {"filter_num": 2, "filter_size": 3, "pad": 0, "stride": 1}, 4, 3)
+    net.save_params(tmp_path / "params.pkl")
+    other = SimpleConvNet((1, 8, 8), {"filter_num": 2, "filter_size": 3, "pad": 0, "stride": 1}, 4, 3)
+    other.load_params(tmp_path / "params.pkl")
+    for key in net.params:
+        np.testing.assert_array_equal(other.params[key], net.params[key])
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo this must never run",))
+
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"W1": Payload()}))
+    with pytest.raises(xbp.CheckpointError, match=r"evil.pkl: the pickle asks for posix.system, and only "
+                                                  r"numpy arrays and numbers are loaded"):
+        other.load_params(tmp_path / "evil.pkl")
+    (tmp_path / "cut.pkl").write_bytes((tmp_path / "params.pkl").read_bytes()[:100])
+    with pytest.raises(xbp.CheckpointError, match=r"cut.pkl: not a readable pickle"):
+        other.load_params(tmp_path / "cut.pkl")
+    (tmp_path / "strings.pkl").write_bytes(pickle.dumps({"W1": "not an array"}))
+    with pytest.raises(xbp.CheckpointError, match=r"the file\['W1'\] is a str; weight files hold"):
+        other.load_params(tmp_path / "strings.pkl")

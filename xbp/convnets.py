@@ -19,7 +19,7 @@ from xbp.convolution import Convolution, Pooling, conv_output_size
 from xbp.layers import Affine, Dropout, Relu, SoftmaxWithLoss
 from xbp.net import Net, on_backend
 
-__all__ = ["DeepConvNet", "SimpleConvNet"]
+__all__ = ["DEEP_CONV_PARAMS", "DeepConvNet", "SimpleConvNet"]
 
 _CONV_KEYS = ("filter_num", "filter_size", "pad", "stride")
 
@@ -92,7 +92,7 @@ class SimpleConvNet(Net):
                          "b2": ("Affine1", "b"), "W3": ("Affine2", "W"), "b3": ("Affine2", "b")}
 
 
-_DEEP_CONV = (  # the book's six conv_param defaults
+DEEP_CONV_PARAMS = (  # the book's six conv_param defaults
     {"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
     {"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
     {"filter_num": 32, "filter_size": 3, "pad": 1, "stride": 1},
@@ -114,12 +114,12 @@ class DeepConvNet(Net):
     eval_batch_size = 100
 
     def __init__(self, input_dim: tuple[int, int, int] = (1, 28, 28),
-                 conv_param_1: Mapping[str, int] = _DEEP_CONV[0],
-                 conv_param_2: Mapping[str, int] = _DEEP_CONV[1],
-                 conv_param_3: Mapping[str, int] = _DEEP_CONV[2],
-                 conv_param_4: Mapping[str, int] = _DEEP_CONV[3],
-                 conv_param_5: Mapping[str, int] = _DEEP_CONV[4],
-                 conv_param_6: Mapping[str, int] = _DEEP_CONV[5],
+                 conv_param_1: Mapping[str, int] = DEEP_CONV_PARAMS[0],
+                 conv_param_2: Mapping[str, int] = DEEP_CONV_PARAMS[1],
+                 conv_param_3: Mapping[str, int] = DEEP_CONV_PARAMS[2],
+                 conv_param_4: Mapping[str, int] = DEEP_CONV_PARAMS[3],
+                 conv_param_5: Mapping[str, int] = DEEP_CONV_PARAMS[4],
+                 conv_param_6: Mapping[str, int] = DEEP_CONV_PARAMS[5],
                  hidden_size: int = 50, output_size: int = 10, *, dropout_ratio: float = 0.5,
                  seed: int | None = None, dtype: str = "float32") -> None:
         channels, height, width = _input_dim(input_dim)

@@ -14,7 +14,7 @@ from xbp.convnets import DeepConvNet, SimpleConvNet
 from xbp.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss
 from xbp.net import Net, on_backend
 
-__all__ = ["DeepConvNet", "MultiLayerNet", "Net", "SimpleConvNet", "TwoLayerNet"]
+__all__ = ["DeepConvNet", "MultiLayerNet", "Net", "SimpleConvNet", "TwoLayerNet", "init_std"]
 
 
 class TwoLayerNet(Net):
@@ -64,7 +64,7 @@ class MultiLayerNet(Net):
         if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
             raise ValueError(f"layer sizes must be positive integers, got input_size={input_size!r}, "
                              f"hidden_size_list={hidden_size_list!r}, output_size={output_size!r}.")
-        stds = [_init_std(weight_init_std, n_in) for n_in in sizes[:-1]]
+        stds = [init_std(weight_init_std, n_in) for n_in in sizes[:-1]]
         self.input_size = input_size
         self.hidden_size_list = list(hidden_size_list)
         self.hidden_layer_num = len(hidden_size_list)
@@ -109,7 +109,7 @@ class MultiLayerNet(Net):
         self.bindings.update({key: (name, attr) for key, attr in params.items()})
 
 
-def _init_std(weight_init_std: float | str, n_in: int) -> float:
+def init_std(weight_init_std: float | str, n_in: int) -> float:
     """The standard deviation of a layer's initial weights, for a layer with `n_in` inputs."""
     if isinstance(weight_init_std, str):
         key = weight_init_std.lower()

@@ -21,7 +21,7 @@ from xbp.book.dataset.mnist import DATASETS
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m xbp.book",
-        description="Run a script of Deep Learning from Scratch (chapters 5 and 6) on xbp, unchanged.")
+        description="Run a script of Deep Learning from Scratch (chapters 5 to 8) on xbp, unchanged.")
     parser.add_argument("--dataset", choices=DATASETS,
                         help="the data set the book's load_mnist reads (default: $XBP_BOOK_DATASET, "
                              "else mnist)")

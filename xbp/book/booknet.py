@@ -5,13 +5,17 @@
   differences of 1e-7 instead of 1e-3. The book's nets here are built in float64 by default, rather
   than letting `numerical_gradient` switch dtype behind the net's back: then every number a script
   prints (losses, accuracies, gradient differences) comes from the same arithmetic as the book's.
-- Weights are drawn from a seed taken from numpy's global generator, so `np.random.seed(0)` at the
-  top of a script repeats a run, as it does with the book's code.
+- Randomness is the book's own: without `seed=`, the weights are `scale * np.random.randn(...)`, drawn
+  from numpy's global generator in the book's order, and Dropout's masks are `np.random.rand(...) >
+  ratio` (drawn on the host, then moved to the net's device: one transfer per mask on a GPU). So a
+  script seeded the book's way (`np.random.seed(0)` at its top) draws exactly the book's numbers in
+  the book's order and prints the book's results. `seed=` (xbp's own) draws from xbp's generator.
 - The book hands its nets numpy arrays (`x_train[batch_mask]`): arrays of another library or
   device are moved to the net's device, float32 images become float64 (exactly the values the
   book's float32 @ float64 products see, but without numpy's slow mixed-dtype matmul), and integer
   labels become int64, at the net's boundary.
-- `loss` returns a Python float, as the book's scripts print and collect it.
+- `loss` returns a Python float, as the book's scripts print and collect it: the book's value, with
+  its 1e-7 inside the log (`xbp.book.booklayers.SoftmaxWithLoss`); the gradient is xbp's.
 """
 
 from __future__ import annotations
@@ -22,19 +26,33 @@ import numpy as np
 
 from xbp import backend
 from xbp.backend import array_namespace, on_params_device
+from xbp.book.booklayers import BookRNG, SoftmaxWithLoss
+from xbp.layers import Dropout
+from xbp.layers import SoftmaxWithLoss as XbpSoftmaxWithLoss
 
-__all__ = ["BookNet", "book_seed"]
+__all__ = ["NOT_DRAWN", "BookNet"]
 
-
-def book_seed(seed: int | None) -> int:
-    """`seed`, or one drawn from numpy's global generator (which `np.random.seed` sets)."""
-    return int(np.random.randint(0, 2**63 - 1, dtype=np.int64)) if seed is None else seed
+NOT_DRAWN = 0  # the xbp seed a book net is built with before the book's own draws replace its weights
 
 
 class BookNet:
     """The book's calling conventions on top of an `xbp.nets.Net` (put it first among the bases)."""
 
     params: dict[str, Any]
+    layers: dict[str, Any]
+    last_layer: XbpSoftmaxWithLoss
+
+    def _book_randomness(self, weights: dict[str, tuple[float, tuple[int, ...]]] | None) -> None:
+        """Draw `weights` (name -> (scale, shape), in the book's order) as scale * np.random.randn(*shape),
+        give every Dropout the book's masks and the net the book's loss; `weights=None` (a net made with
+        `seed=`) keeps the weights it drew."""
+        if weights is not None:
+            drawn = {key: scale * np.random.randn(*shape) for key, (scale, shape) in weights.items()}
+            self.set_params({**self.state(), **drawn})  # type: ignore[attr-defined]
+        for layer in self.layers.values():
+            if isinstance(layer, Dropout):
+                layer.rng = BookRNG()
+        self.last_layer = SoftmaxWithLoss()  # the book's loss value, 1e-7 inside the log
 
     def _on_net(self, a: Any) -> Any:
         """`a` on the net's library and device (a no-op for arrays already there)."""
@@ -56,8 +74,11 @@ class BookNet:
     def _labels(self, t: Any) -> Any:
         t = self._on_net(t)
         xp = array_namespace(t)
-        if xp.isdtype(t.dtype, "integral") and t.dtype != xp.int64:
-            t = xp.astype(t, xp.int64)  # the book's uint8 labels index on every library
+        if xp.isdtype(t.dtype, "integral"):
+            if t.ndim == 2 and t.shape[1] == 1:  # the book's test of one-hot is t.size == y.size:
+                t = xp.reshape(t, (t.shape[0],))  # (N, 1) integers are labels (ch. 7's gradient check)
+            if t.dtype != xp.int64:
+                t = xp.astype(t, xp.int64)  # the book's uint8 labels index on every library
         return t
 
     @on_params_device  # the conversions too run on the net's GPU

@@ -1,5 +1,8 @@
-"""The book's `common.layers` for chapters 5 and 6: xbp's layers (Convolution, Pooling are ch. 7)."""
+"""The book's `common.layers`: xbp's layers, with the book's loss value, label shapes and dropout
+masks (see xbp.book.booklayers)."""
 
-from xbp.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss
+from xbp.book.booklayers import Dropout, SoftmaxWithLoss
+from xbp.layers import Affine, BatchNormalization, Convolution, Pooling, Relu, Sigmoid
 
-__all__ = ["Affine", "BatchNormalization", "Dropout", "Relu", "Sigmoid", "SoftmaxWithLoss"]
+__all__ = ["Affine", "BatchNormalization", "Convolution", "Dropout", "Pooling", "Relu", "Sigmoid",
+           "SoftmaxWithLoss"]

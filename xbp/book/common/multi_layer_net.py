@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from xbp import nets
-from xbp.book.booknet import BookNet, book_seed
+from xbp.book.booknet import NOT_DRAWN, BookNet
 
-__all__ = ["MultiLayerNet"]
+__all__ = ["MultiLayerNet", "book_weights"]
+
+
+def book_weights(net: nets.MultiLayerNet,
+                 weight_init_std: float | str) -> dict[str, tuple[float, tuple[int, ...]]]:
+    """W1, W2, ...: the book's scale (a number, or sqrt(2 / n_in) for 'relu'/'he', sqrt(1 / n_in) for
+    'sigmoid'/'xavier') and shape of each weight, in the book's order of draws."""
+    sizes = [net.input_size, *net.hidden_size_list, net.output_size]
+    return {f"W{idx}": (nets.init_std(weight_init_std, sizes[idx - 1]), (sizes[idx - 1], sizes[idx]))
+            for idx in range(1, len(sizes))}
 
 
 class MultiLayerNet(BookNet, nets.MultiLayerNet):
@@ -21,4 +30,5 @@ class MultiLayerNet(BookNet, nets.MultiLayerNet):
                  dtype: str = "float64") -> None:
         super().__init__(input_size, hidden_size_list, output_size, activation=activation,
                          weight_init_std=weight_init_std, weight_decay_lambda=weight_decay_lambda,
-                         seed=book_seed(seed), dtype=dtype)
+                         seed=NOT_DRAWN if seed is None else seed, dtype=dtype)
+        self._book_randomness(None if seed is not None else book_weights(self, weight_init_std))

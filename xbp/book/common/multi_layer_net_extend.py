@@ -4,7 +4,8 @@ argument names (`dropout_ration`, sic), in float64 as in the book."""
 from __future__ import annotations
 
 from xbp import nets
-from xbp.book.booknet import BookNet, book_seed
+from xbp.book.booknet import NOT_DRAWN, BookNet
+from xbp.book.common.multi_layer_net import book_weights
 
 __all__ = ["MultiLayerNetExtend"]
 
@@ -24,4 +25,6 @@ class MultiLayerNetExtend(BookNet, nets.MultiLayerNet):
         super().__init__(input_size, hidden_size_list, output_size, activation=activation,
                          weight_init_std=weight_init_std, weight_decay_lambda=weight_decay_lambda,
                          use_batchnorm=use_batchnorm, use_dropout=use_dropout,
-                         dropout_ratio=dropout_ration, seed=book_seed(seed), dtype=dtype)
+                         dropout_ratio=dropout_ration, seed=NOT_DRAWN if seed is None else seed,
+                         dtype=dtype)
+        self._book_randomness(None if seed is not None else book_weights(self, weight_init_std))

@@ -1,4 +1,5 @@
-"""The book's `common.util` for chapter 6: `smooth_curve` and `shuffle_dataset`."""
+"""The book's `common.util`: `smooth_curve`, `shuffle_dataset` (ch. 6), and `im2col`, `col2im`,
+`conv_output_size` (ch. 7: xbp's, with the book's `conv_output_size`, which returns a float)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ import numpy as np
 
 from xbp import backend
 from xbp.backend import array_namespace
+from xbp.convolution import col2im, im2col
 
-__all__ = ["shuffle_dataset", "smooth_curve"]
+__all__ = ["col2im", "conv_output_size", "im2col", "shuffle_dataset", "smooth_curve"]
+
+
+def conv_output_size(input_size: int, filter_size: int, stride: int = 1, pad: int = 0) -> float:
+    """(input_size + 2 * pad - filter_size) / stride + 1, as the book computes it (a float)."""
+    return (input_size + 2 * pad - filter_size) / stride + 1
 
 
 def smooth_curve(x: Sequence[float] | np.ndarray) -> np.ndarray:
