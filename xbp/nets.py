@@ -23,6 +23,11 @@ class TwoLayerNet(Net):
     def __init__(self, input_size: int, hidden_size: int, output_size: int,
                  weight_init_std: float = 0.01, *, seed: int | None = None,
                  dtype: str = "float32") -> None:
+        check_sizes(input_size=input_size, hidden_size=hidden_size, output_size=output_size)
+        if isinstance(weight_init_std, bool) or not isinstance(weight_init_std, numbers.Real) \
+                or not math.isfinite(weight_init_std):
+            raise ValueError(f"weight_init_std must be a finite number (the book's 0.01), "
+                             f"got {weight_init_std!r}.")
         rng = np.random.default_rng(seed)
         self.params = on_backend({
             "W1": weight_init_std * rng.standard_normal((input_size, hidden_size)),
@@ -107,6 +112,13 @@ class MultiLayerNet(Net):
     def _add(self, name: str, layer: Any, params: dict[str, str]) -> None:
         self.layers[name] = layer
         self.bindings.update({key: (name, attr) for key, attr in params.items()})
+
+
+def check_sizes(**sizes: Any) -> None:
+    """Refuse a layer size that is not a positive integer, naming it."""
+    for name, size in sizes.items():
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ValueError(f"{name} must be a positive integer (a number of units), got {size!r}.")
 
 
 def init_std(weight_init_std: float | str, n_in: int) -> float:
