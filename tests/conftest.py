@@ -60,3 +60,20 @@ def _enable_jax_float64() -> None:
     except ImportError:
         return  # the fixture skips, saying why
     jax.config.update("jax_enable_x64", True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The skips counted by reason, after everything else: what this run did not test, at a glance."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is None:
+        return
+    reasons: dict[str, int] = {}
+    for report in terminal.stats.get("skipped", []):
+        if isinstance(report.longrepr, tuple):  # (file, line, "Skipped: reason")
+            reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+            reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminal.write_sep("-", f"{sum(reasons.values())} skipped, by reason")
+        for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+            terminal.write_line(f"{count:5d}  {reason}")
