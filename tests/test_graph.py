@@ -452,6 +452,20 @@ def test_to_svg_reports_what_dot_said(tmp_path, monkeypatch):
         g.to_svg()
 
 
+# ---------------------------------------------------------------- loading
+
+def test_import_xbp_loads_no_graph_code_until_xbp_graph_is_used():
+    code = ("import sys, xbp, xbp.nets, xbp.training, xbp.optimizers\n"
+            "assert not [m for m in sys.modules if m.startswith('xbp.graph')], sorted(sys.modules)\n"
+            "assert 'graph' in dir(xbp) and xbp.graph.Graph is sys.modules['xbp.graph.tracing'].Graph\n"
+            "from xbp import graph\n"
+            "assert graph is xbp.graph and graph.format_value(2.0) == '2'\n")
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+
+
 # ---------------------------------------------------------------- examples
 
 EXAMPLES = {
