@@ -114,8 +114,10 @@ class Optimizer:
     def update(self, params: Params, grads: Params) -> None:
         """Move every parameter one step; `params[key]` is rebound to the moved array (the same array
         on libraries whose arrays are mutable, so the layers keep pointing at it)."""
-        if self._slots and any(getattr(self, slot) is None for slot in self._slots):
-            self._start(params)
+        for slot in self._slots:  # a plain loop: any() over a generator costs more, in every update
+            if getattr(self, slot) is None:
+                self._start(params)
+                break
         self.begin_update()
         move = self.update_one
         for key, param in params.items():
