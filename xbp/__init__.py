@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 
-if not TYPE_CHECKING:  # hidden from mypy, which would otherwise take any misspelt `xbp.name` for a module
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any misspelt `xbp.name`
 
     def __getattr__(name: str) -> object:
         """`xbp.graph`, imported on first use (PEP 562)."""
