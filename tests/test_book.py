@@ -188,7 +188,7 @@ def test_the_books_conversions_and_batches_are_made_inside_the_nets_device_scope
 
     monkeypatch.setattr(backend, "device_scope", recording_scope)
     monkeypatch.setattr(booknet.BookNet, "_inputs", inside(booknet.BookNet._inputs))
-    monkeypatch.setattr(trainer_module, "_take", inside(trainer_module._take))
+    monkeypatch.setattr(trainer_module, "take_rows", inside(trainer_module.take_rows))
     x, t = host_batch(20)
     with xbp.using_backend("array_api_strict", "device1"):
         np.random.seed(3)

@@ -346,9 +346,8 @@ def test_render_without_graphviz_names_the_package(tmp_path, monkeypatch):
 def test_a_failing_dot_leaves_no_half_written_file(tmp_path, monkeypatch):
     fake = tmp_path / "bin" / "dot"
     fake.parent.mkdir()
-    # writes part of an image to the file after -o, then fails
-    fake.write_text('#!/bin/sh\nfor last; do :; done\nprintf "<svg" > "$last"\n'
-                    'echo "syntax error in line 1" >&2\nexit 1\n')
+    # writes part of an image (render has dot write to the temporary file as its stdout), then fails
+    fake.write_text('#!/bin/sh\nprintf "<svg"\necho "syntax error in line 1" >&2\nexit 1\n')
     fake.chmod(0o755)
     monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: str(fake))
     out = tmp_path / "out"
@@ -357,6 +356,18 @@ def test_a_failing_dot_leaves_no_half_written_file(tmp_path, monkeypatch):
     with pytest.raises(GraphvizError, match="syntax error in line 1"):
         g.render(out / "apple.svg")
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+@pytest.mark.parametrize("suffix", [".dot", pytest.param(".svg", marks=NEEDS_DOT)])
+def test_a_rendered_file_has_the_permissions_of_a_file_opened_normally(tmp_path, suffix):
+    g, _, _ = apple_graph()
+    umask = os.umask(0o022)
+    try:
+        target = g.render(tmp_path / f"apple{suffix}")
+    finally:
+        os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o644  # not the 0o600 of the temporary file it was
 
 
 @NEEDS_DOT
@@ -439,6 +450,20 @@ def test_to_svg_reports_what_dot_said(tmp_path, monkeypatch):
     g, _, _ = apple_graph()
     with pytest.raises(GraphvizError, match=r"exit 1\): syntax error in line 1"):
         g.to_svg()
+
+
+# ---------------------------------------------------------------- loading
+
+def test_import_xbp_loads_no_graph_code_until_xbp_graph_is_used():
+    code = ("import sys, xbp, xbp.nets, xbp.training, xbp.optimizers\n"
+            "assert not [m for m in sys.modules if m.startswith('xbp.graph')], sorted(sys.modules)\n"
+            "assert 'graph' in dir(xbp) and xbp.graph.Graph is sys.modules['xbp.graph.tracing'].Graph\n"
+            "from xbp import graph\n"
+            "assert graph is xbp.graph and graph.format_value(2.0) == '2'\n")
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
 
 
 # ---------------------------------------------------------------- examples

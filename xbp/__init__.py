@@ -2,10 +2,12 @@
 
 Layers with `forward`/`backward`, written once against the Python Array API standard, run on numpy
 (CPU), CuPy (NVIDIA GPU), torch or array-api-strict. `XBP_BACKEND` (or `set_backend`) picks where
-new arrays are made; computation follows the arrays.
+new arrays are made; computation follows the arrays. `xbp.graph` (computational graphs you can see)
+loads on first use, so `import xbp` does not load the drawing code.
 """
 
-from xbp import graph
+from typing import TYPE_CHECKING
+
 from xbp.backend import (
     array_namespace,
     asarray,
@@ -30,6 +32,9 @@ from xbp.errors import (
     TrainingInterrupted,
     XbpError,
 )
+
+if TYPE_CHECKING:
+    from xbp import graph
 
 __version__ = "0.1.0"
 
@@ -58,3 +63,17 @@ __all__ = [
     "to_gpu",
     "using_backend",
 ]
+
+
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any misspelt `xbp.name`
+
+    def __getattr__(name: str) -> object:
+        """`xbp.graph`, imported on first use (PEP 562)."""
+        if name == "graph":
+            import importlib
+
+            return importlib.import_module("xbp.graph")  # which also sets it on xbp, for the next use
+        raise AttributeError(f"module 'xbp' has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), "graph"})

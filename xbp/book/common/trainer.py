@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from xbp import backend
-from xbp.backend import array_namespace
 from xbp.book.common.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from xbp.book.common.util import take_rows
 
 __all__ = ["Trainer"]
 
@@ -69,7 +69,7 @@ class Trainer:
 
     def _train_step(self) -> None:
         batch_mask = np.random.choice(self.train_size, self.batch_size)
-        x_batch, t_batch = (_take(a, batch_mask) for a in self._train)
+        x_batch, t_batch = (take_rows(a, batch_mask) for a in self._train)
 
         grads = self.network.gradient(x_batch, t_batch)
         self.optimizer.update(self.network.params, grads)
@@ -103,9 +103,3 @@ class Trainer:
         if self.verbose:
             print("=============== Final Test Accuracy ===============")
             print(f"test acc:{test_acc}")
-
-
-def _take(a: Any, index: np.ndarray) -> Any:
-    """Rows `index` (a numpy array of ints) of `a`, gathered where `a` lives."""
-    xp = array_namespace(a)
-    return xp.take(a, backend.to_device(index, backend.device(a)), axis=0)

@@ -43,8 +43,9 @@ def shuffle_dataset(x: Any, t: Any) -> tuple[Any, Any]:
     if x.shape[0] != t.shape[0]:
         raise ValueError(f"x has {x.shape[0]} rows but t has {t.shape[0]}: pass one label per sample.")
     permutation = np.random.permutation(x.shape[0])
-    return _rows(x, permutation), _rows(t, permutation)
+    return take_rows(x, permutation), take_rows(t, permutation)
 
 
-def _rows(a: Any, index: np.ndarray) -> Any:
+def take_rows(a: Any, index: np.ndarray) -> Any:
+    """Rows `index` (a numpy array of ints) of `a`, gathered where `a` lives: a new array."""
     return array_namespace(a).take(a, backend.to_device(index, backend.device(a)), axis=0)
