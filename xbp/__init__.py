@@ -19,7 +19,6 @@ from xbp.backend import (
     to_gpu,
     using_backend,
 )
-from xbp.checkpoint import load_params, save_params
 from xbp.errors import (
     BackendError,
     CheckpointError,
@@ -30,6 +29,7 @@ from xbp.errors import (
     TrainingInterrupted,
     XbpError,
 )
+from xbp.params_io import load_params, save_params
 
 __version__ = "0.1.0"
 

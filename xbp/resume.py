@@ -25,7 +25,6 @@ import os
 import re
 import signal
 import threading
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,8 @@ import numpy as np
 
 from xbp import backend
 from xbp.backend import DeviceRNG, array_namespace
-from xbp.checkpoint import write_npz
 from xbp.errors import CheckpointError, TrainingDivergedError, TrainingInterrupted
+from xbp.params_io import dtype_name, read_npz, write_npz
 
 __all__ = ["Checkpoints", "Session", "read_checkpoint", "write_checkpoint"]
 
@@ -62,23 +61,15 @@ def write_checkpoint(path: str | os.PathLike[str], arrays: dict[str, Any], meta:
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(arrays, meta) of the checkpoint `path`, every array checked against its SHA-256; raises
     `CheckpointError` for a file that is not a whole xbp checkpoint."""
+    host = read_npz(path, "checkpoint", "Resume from an older one, or start over.")
+    if _META not in host:
+        raise CheckpointError(f"{path}: an .npz without {_META}, not an xbp checkpoint (files of "
+                              "xbp.save_params load with xbp.load_params).")
     try:
-        with open(path, "rb") as file:
-            archive = np.load(file, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise CheckpointError(f"{path}: a single .npy array, not an xbp checkpoint.")
-            with archive:
-                if _META not in archive.files:
-                    raise CheckpointError(f"{path}: an .npz without {_META}, not an xbp checkpoint "
-                                          "(files of xbp.save_params load with xbp.load_params).")
-                host = {name: archive[name] for name in archive.files}
         meta = json.loads(host.pop(_META).tobytes())
-    except (FileNotFoundError, CheckpointError):
-        raise
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not a whole xbp checkpoint: truncated or corrupt "
-                              f"({type(exc).__name__}: {exc}). Resume from an older one, or start "
-                              "over.") from exc
+    except ValueError as exc:  # JSON or UTF-8 that does not decode
+        raise CheckpointError(f"{path}: its {_META} is damaged ({type(exc).__name__}: {exc}). Resume from "
+                              "an older one, or start over.") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise CheckpointError(f"{path}: not an xbp checkpoint of version {VERSION}.")
     if set(host) != set(meta["arrays"]):
@@ -144,18 +135,14 @@ def run_settings(net: Any, optimizer: Any, x: Any, t: Any, *, batch_size: int, s
     stride = max(1, x.shape[0] // 1000)
     labels, sample = backend.to_cpu(t), backend.to_cpu(x[::stride, ...])
     return {**(extra or {}),
-            "net": {"class": type(net).__name__, "layers": layers, "dtype": _dtype_name(first),
+            "net": {"class": type(net).__name__, "layers": layers, "dtype": dtype_name(first.dtype),
                     "weight_decay_lambda": float(getattr(net, "weight_decay_lambda", 0.0)),
                     "state": {key: list(value.shape) for key, value in net.state().items()}},
             "optimizer": {"name": type(optimizer).__name__, **optimizer.state_dict()["hyperparameters"]},
             "batch_size": batch_size, "seed": seed,
             "data": {"samples": int(x.shape[0]), "sample_shape": list(x.shape[1:]),
-                     "dtype": _dtype_name(x), "labels_sha256": _sha256(labels),
+                     "dtype": dtype_name(x.dtype), "labels_sha256": _sha256(labels),
                      "samples_sha256": _sha256(sample)}}
-
-
-def _dtype_name(x: Any) -> str:
-    return str(x.dtype).rsplit(".", 1)[-1]  # torch.float32, float32, dtype('float32') -> float32
 
 
 def _sha256(value: np.ndarray) -> str:
