@@ -20,6 +20,7 @@ import numpy as np
 
 from xbp import backend
 from xbp.backend import array_namespace, batch_taker, in_device_scope, on_params_device
+from xbp.functions import validate_labels
 from xbp.progress import ProgressBar
 from xbp.resume import Checkpoints, Session, run_settings
 
@@ -192,15 +193,7 @@ def _check_labels(net: Trainable, x: Any, t: Any, name: str, classes: int | None
     if classes is None:
         classes = int(net.predict(backend.to_device(x[:1, ...], net.device)).shape[1])
     host = backend.to_cpu(t)
-    if host.ndim == 1:
-        if not np.issubdtype(host.dtype, np.integer):
-            raise ValueError(f"{name} labels must be integer class indices, got dtype {host.dtype}.")
-        if host.size and (host.min() < 0 or host.max() >= classes):
-            bad = host.min() if host.min() < 0 else host.max()
-            raise ValueError(f"{name} label {bad} is out of range: class labels must be in "
-                             f"[0, {classes}) for a net with {classes} outputs.")
-    elif host.shape[1:] != (classes,):
-        raise ValueError(f"{name} one-hot labels have shape {host.shape}; the net has {classes} outputs.")
+    validate_labels(array_namespace(host), host, classes, name=name)
     return classes
 
 
