@@ -20,6 +20,7 @@ import numpy as np
 
 from xbp import backend
 from xbp.backend import array_namespace, batch_taker, in_device_scope, on_params_device
+from xbp.evaluation import evaluate
 from xbp.functions import validate_labels
 from xbp.progress import ProgressBar
 from xbp.resume import Checkpoints, Session, run_settings
@@ -151,29 +152,6 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
         net.last_layer.check_labels = checking
         session.close()
     return history
-
-
-@on_params_device
-def evaluate(net: Trainable, x: Any, t: Any, batch_size: int | None = None) -> float:
-    """Accuracy of `net` on (x, t) (labels or one-hot rows), computed on the device in batches of
-    `batch_size` (default: the net's `eval_batch_size`, 100 images for the convnets, else 1000)."""
-    n = x.shape[0]
-    if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive number of samples or None, got {batch_size!r}.")
-    if n == 0 or t.shape[0] != n:
-        raise ValueError(f"evaluate needs one label per sample and at least one sample; got {n} samples "
-                         f"and {t.shape[0]} labels.")
-    batch_size = batch_size or getattr(net, "eval_batch_size", None) or 1000
-    xp = array_namespace(x, t)
-    correct = xp.zeros((), dtype=xp.int32, device=backend.device(x))  # int32: JAX has no int64 by default
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)  # the standard leaves out-of-bounds stops unspecified
-        predicted = xp.argmax(net.predict(x[start:stop, ...]), axis=1)
-        labels = t[start:stop, ...]
-        if labels.ndim != 1:
-            labels = xp.argmax(labels, axis=1)
-        correct = correct + xp.sum(xp.astype(predicted == labels, xp.int32))
-    return int(correct) / n
 
 
 def _losses_so_far(xp: Any, carried: list[float], step_losses: list[Any]) -> list[float]:
