@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 import xbp
-from tests._e2e import needs_fashion
+from tests._e2e import needs_fashion, pythonpath
 from xbp import distributed
+from xbp.distributed import failure, nccl
 from xbp.nets import TwoLayerNet
 from xbp.optimizers import SGD, Momentum
 from xbp.training import fit
@@ -56,7 +57,8 @@ def run_ranks(n: int, scenario: str, out: Path, limit: float = 120) -> tuple[int
 
 def run_mpiexec(command: list, limit: float = 120) -> tuple[int, str, float]:
     """(exit status, stdout + stderr, seconds) of an mpiexec command; killed after `limit` s."""
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "XBP_BACKEND": "numpy", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "XBP_BACKEND": "numpy", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": pythonpath()}  # this checkout's xbp, also for a script in examples/
     if os.geteuid() == 0:  # Open MPI's mpiexec refuses root without both (MPICH ignores them)
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     env.pop("XBP_DEVICE", None)
@@ -213,11 +215,11 @@ def test_the_abort_waits_until_the_launcher_has_read_the_report():
         writer.write("the traceback\n")
         writer.flush()
         started = time.monotonic()
-        distributed._wait_until_read(writer, limit=0.3)  # nobody reads: waits out its limit
+        failure._wait_until_read(writer, limit=0.3)  # nobody reads: waits out its limit
         assert time.monotonic() - started >= 0.3
         assert reader.readline() == "the traceback\n"
         started = time.monotonic()
-        distributed._wait_until_read(writer, limit=5.0)  # all read: returns at once
+        failure._wait_until_read(writer, limit=5.0)  # all read: returns at once
         assert time.monotonic() - started < 1.0
 
 
@@ -248,12 +250,12 @@ def test_nccl_and_the_host_staged_sum_agree_on_one_gpu():
         xp = xbp.get_namespace("cupy")
     except xbp.BackendError as exc:
         pytest.skip(f"cupy cannot load here: {str(exc).split(': ', 1)[-1].split('. Fix')[0]}")
-    problem = distributed._nccl_problem()  # its import warnings are caught, never raised here
+    problem = nccl._nccl_problem()  # its import warnings are caught, never raised here
     if problem is not None:
         pytest.skip(f"NCCL cannot load here: {problem}")
     comm = distributed.init()
     buffer = xp.linspace(-1, 1, 1001, dtype=xp.float32)
-    through_nccl = distributed._Nccl(comm).allreduce_sum(xp.asarray(buffer, copy=True))
+    through_nccl = nccl._Nccl(comm).allreduce_sum(xp.asarray(buffer, copy=True))
     through_host = comm._host_staged(xp.asarray(buffer, copy=True), "cupy")
     np.testing.assert_array_equal(xbp.to_cpu(through_nccl), xbp.to_cpu(through_host))
     np.testing.assert_array_equal(xbp.to_cpu(through_nccl), xbp.to_cpu(buffer))
