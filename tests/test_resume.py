@@ -15,9 +15,9 @@ import pytest
 import xbp
 from tests._e2e import needs_fashion, pythonpath
 from xbp.backend import DeviceRNG
+from xbp.checkpoints import Checkpoints, read_checkpoint
 from xbp.nets import MultiLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
-from xbp.resume import Checkpoints, read_checkpoint
 from xbp.training import fit
 
 ROOT = Path(__file__).resolve().parents[1]

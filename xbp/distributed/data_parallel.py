@@ -3,8 +3,8 @@ applies the gradients averaged over the ranks, so that the replicas stay bitwise
 
     g = (1 / size) * sum over ranks of g_rank      (one packed buffer per dtype, keys in sorted order)
 
-`DataParallel` is what `fit(..., comm=comm)` does differently; `broadcast_state`, `allreduce_mean` and
-`DistributedOptimizer` serve a loop of one's own.
+`DataParallel` is what `fit(..., comm=comm)` does differently, a hook of fit (`xbp.hooks`);
+`broadcast_state`, `allreduce_mean` and `DistributedOptimizer` serve a loop of one's own.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from xbp.backend import array_namespace
 from xbp.distributed.communicator import Communicator
 from xbp.distributed.failure import DistributedError
 from xbp.evaluation import evaluate
+from xbp.hooks import Hook, Run
 
 __all__ = ["DataParallel", "DistributedOptimizer", "allreduce_mean", "broadcast_state"]
 
@@ -87,13 +88,13 @@ class DistributedOptimizer:
         self.optimizer.load_state_dict(state)
 
 
-class DataParallel:
-    """What `fit(..., comm=comm)` does differently, made once before training.
+class DataParallel(Hook):
+    """What `fit(..., comm=comm)` does differently: the hook of data parallelism.
 
-    Checks on every rank that the ranks agree (arguments, data sizes, net, optimizer) and that the
-    global batch splits evenly, broadcasts rank 0's state, and then gives fit this rank's columns
-    of each epoch's batches (`share`), the averaging optimizer (`optimizer`), the epoch's loss and
-    accuracies reduced over the ranks (`end_epoch`, `evaluate`).
+    Made before anything else, it checks on every rank that the ranks agree (arguments, data sizes,
+    net, optimizer) and that the global batch splits evenly, and broadcasts rank 0's state. Then it
+    makes each step's update average the gradients over the ranks, gives this rank its columns of
+    each epoch's batches, and reduces the epoch's loss and accuracies over the ranks; rank 0 logs.
     """
 
     def __init__(self, comm: Any, net: Any, optimizer: Any, train: tuple[Any, Any],
@@ -122,20 +123,22 @@ class DataParallel:
                 f"trains on an equal share of every batch. Choose a batch size divisible by {size} "
                 f"(e.g. {lower or upper} or {upper}), or a number of ranks that divides {batch_size}.")
         self.share_size = batch_size // self.comm.size
-        broadcast_state(net, self.comm)
-        self.optimizer = DistributedOptimizer(optimizer, self.comm)
+        self.net = broadcast_state(net, self.comm)
 
-    @property
-    def is_root(self) -> bool:
-        return self.comm.is_root
+    def start(self, run: Run) -> None:
+        """The update averages over the ranks (the optimizer stays the run's), and so does the score."""
+        run.update = DistributedOptimizer(run.optimizer, self.comm).update
+        run.score = self.evaluate
+        run.leader = self.comm.is_root
 
-    def share(self, order: np.ndarray) -> np.ndarray:
+    def epoch_begins(self, epoch: int, order: np.ndarray) -> np.ndarray:
         """This rank's columns of the (steps, batch_size) batch indices every rank drew alike."""
         start = self.comm.rank * self.share_size
         return np.ascontiguousarray(order[:, start:start + self.share_size])
 
-    def end_epoch(self, net: Any, loss: float) -> float:
+    def epoch_loss(self, epoch: int, loss: float) -> float:
         """The epoch's loss averaged over the ranks; buffers averaged; replicas checked identical."""
+        net = self.net
         buffers = net._buffers() if hasattr(net, "_buffers") else {}
         if buffers and self.comm.size > 1:  # BatchNorm running statistics: each rank saw its share
             net.set_params({**net.params, **allreduce_mean(buffers, self.comm)})
