@@ -102,6 +102,15 @@ def test_one_rank_distributed_fit_equals_plain_fit_bitwise(xp):
         np.testing.assert_array_equal(xbp.to_cpu(nets[0].params[key]), xbp.to_cpu(nets[1].params[key]))
 
 
+@needs_mpi
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_a_diverging_distributed_run_names_the_real_learning_rate():
+    x, t = blobs(dtype="float32")
+    with pytest.raises(xbp.TrainingDivergedError, match=r"diverged in epoch 1: .* with lr 100\.0\. "):
+        fit(TwoLayerNet(8, 20, 3, seed=1), SGD(lr=100.0), (x, t), epochs=3, batch_size=12, seed=3,
+            progress=False, comm=distributed.init())
+
+
 class _TwoRanksOfOne:
     """A stand-in communicator of size 2 whose 'other rank' holds the same arrays: sum = 2 * buffer."""
 
@@ -206,6 +215,34 @@ def test_ranks_that_disagree_fail_together_before_training(tmp_path, scenario, e
     assert len(errors) == 2, output
     assert all(error.startswith("the ranks disagree, so none of them started") and expected in error
                for error in errors)
+
+
+@needs_mpi
+def test_a_two_rank_checkpoint_names_the_optimizer_and_resumes_in_one_process(tmp_path):
+    from xbp.checkpoints import read_checkpoint
+
+    status, output, _ = run_ranks(2, "checkpoint", tmp_path)
+    assert status == 0, output
+    ranks = results(tmp_path)
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    (saved,) = (tmp_path / "run").iterdir()  # rank 0 writes; the other ranks never do
+    _, meta = read_checkpoint(saved)
+    assert meta["settings"]["optimizer"]["name"] == "Momentum"
+    lines: list[str] = []
+    net = TwoLayerNet(8, 20, 3, weight_init_std=0.3, seed=1)
+    history = fit(net, Momentum(lr=0.05), blobs(dtype="float32"), epochs=3, batch_size=12, seed=3,
+                  progress=False, log=lines.append, checkpoint=tmp_path / "run", resume=True)
+    assert lines[0] == f"resumed from {saved}: epoch 3, step 0 of 50"
+    assert history["loss"][:2] == ranks[0]["loss"] and len(history["loss"]) == 3
+
+
+@needs_mpi
+def test_two_diverging_ranks_stop_together_naming_the_real_learning_rate(tmp_path):
+    status, output, _ = run_ranks(2, "diverge", tmp_path)
+    assert status == 0, output
+    ranks = results(tmp_path)
+    assert len(ranks) == 2 and ranks[0]["diverged"] == ranks[1]["diverged"]
+    assert " with lr 100.0. No checkpoint was saved before it" in ranks[0]["diverged"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="FIONREAD on a pipe is Linux's")

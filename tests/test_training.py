@@ -191,3 +191,43 @@ def test_fit_and_softmax_with_loss_explain_bad_labels_alike(labels):
     with pytest.raises(ValueError) as by_fit:
         fit(net, SGD(), (x, t), epochs=1, batch_size=3, progress=False)
     assert str(by_fit.value) == f"train {by_layer.value}"
+
+
+def test_no_module_that_fit_imports_imports_xbp_training_back():
+    """fit's hooks and evaluate live in modules of their own: no import circle, lazy imports included."""
+    import ast
+    from pathlib import Path
+
+    root = Path(xbp.__file__).parent
+    importers = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            if "xbp.training" in modules and path.name != "training.py":
+                importers.append(str(path.relative_to(root)))
+    assert importers == []
+
+
+def test_fit_calls_no_hook_after_each_step_unless_one_asks(monkeypatch, tmp_path):
+    from xbp.hooks import Hook
+    from xbp.resume import Checkpointing
+
+    def refuse(*args):
+        raise AssertionError("step_ended was called for a hook that does not ask for every step")
+
+    monkeypatch.setattr(Hook, "step_ended", refuse)
+    x, t = blobs(n=200)
+    fit(TwoLayerNet(8, 6, 3, seed=2), SGD(lr=0.1), (x, t), epochs=2, batch_size=40, progress=False)
+    calls = []
+    step_ended = Checkpointing.step_ended
+    monkeypatch.setattr(Checkpointing, "step_ended",
+                        lambda self, epoch, done, *rest: calls.append((epoch, done)) or step_ended(
+                            self, epoch, done, *rest))
+    fit(TwoLayerNet(8, 6, 3, seed=2), SGD(lr=0.1), (x, t), epochs=2, batch_size=40, progress=False,
+        checkpoint=tmp_path)
+    assert calls == [(epoch, done) for epoch in (1, 2) for done in range(1, 6)]
