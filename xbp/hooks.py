@@ -41,7 +41,7 @@ class Run:
     classes: int
     history: dict[str, list[float]]  # what fit returns: a resume fills in the epochs before it
     log: Callable[[str], None] | None
-    update: Callable[[dict[str, Any], dict[str, Any]], None] = field(init=False)  # a step's update
+    update: Callable[..., None] = field(init=False)  # a step's: optimizer.update, or a hook's
     score: Callable[..., float] = evaluate  # the accuracy of (net, x, t)
     leader: bool = True  # this process shows progress, logs the epochs and writes checkpoints
     epoch: int = 1  # the epoch to start in

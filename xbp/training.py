@@ -5,7 +5,10 @@ from `numpy.random.default_rng(seed)` (so CPU and GPU runs see the same batches)
 indices to the device in one piece, gathers each batch there, and adds each step's loss to a
 device scalar that stays there: the epoch's per-step losses are stacked and read back once per
 epoch, in one transfer. Labels are checked once, before training, instead of at every step.
-Evaluation also runs on the device, in batches.
+Evaluation also runs on the device, in batches (`xbp.evaluation`).
+
+What rides on fit is a hook (`xbp.hooks`): data parallelism (`comm=`), checkpoints and resume
+(`checkpoint=`), and the divergence guard, always; fit calls them in that order.
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
 
     history: dict[str, list[float]] = {"loss": [], "train_acc": [], "test_acc": [], "seconds": [],
                                        "samples_per_s": [], "iter_loss": []}
-    run = Run(net, optimizer, np.random.default_rng(seed), epochs, steps, classes, history, log)
+    run = Run(net, optimizer, rng=np.random.default_rng(seed), epochs=epochs, steps=steps, classes=classes,
+              history=history, log=log)
     hooks.append(DivergenceGuard())
     if checkpoint is not None:
         hooks.append(Checkpointing(checkpoint, every=checkpoint_every, resume=resume, train=train,
@@ -105,14 +109,14 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     elif checkpoint_every is not None or resume:
         raise ValueError("checkpoint_every and resume need checkpoint=PATH_OR_DIR: where to save and "
                          "resume from.")
-    every_step = [hook for hook in hooks if hook.every_step]  # none: no call after each step
+    every_step = [hook for hook in hooks if hook.every_step]  # the only hooks called after each step
     checking = net.last_layer.check_labels
     try:
         net.last_layer.check_labels = False  # checked above
         for hook in hooks:
             hook.start(run)
         progress = progress and run.leader
-        first, carried, carried_seconds = run.step, run.losses, run.seconds  # of a resumed epoch's start
+        first, carried, carried_seconds = run.step, run.losses, run.seconds  # > 0 in a resumed epoch
         for epoch in range(run.epoch, epochs + 1):
             order = run.rng.permutation(n)[: steps * batch_size].reshape(steps, batch_size)
             for hook in hooks:
@@ -127,7 +131,7 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
             # fit runs inside the net's device scope (its decorator): the steps need not enter it again
             gradient, update = in_device_scope(net.gradient), in_device_scope(run.update)
             params, last_layer = net.params, net.last_layer
-            for step in range(first, steps):  # the names above save attribute lookups in every step
+            for step in range(first, steps):
                 index = batches[step, ...]
                 update(params, gradient(take_x(index), take_t(index)))
                 step_losses.append(last_layer.loss)
