@@ -13,7 +13,8 @@ from typing import Any
 
 from xbp.backend import array_namespace, device
 
-__all__ = ["cross_entropy_error", "log_softmax", "one_hot", "sigmoid", "softmax", "validate_labels"]
+__all__ = ["check_label_range", "cross_entropy_error", "log_softmax", "one_hot", "sigmoid", "softmax",
+           "validate_labels"]
 
 
 def sigmoid(x: Any) -> Any:
@@ -76,8 +77,16 @@ def validate_labels(xp: ModuleType, t: Any, classes: int, *, name: str = "", val
     if not xp.isdtype(t.dtype, "integral"):
         raise ValueError(f"{said}1-D labels must be integer class indices, got dtype {t.dtype}; convert "
                          "them with xp.astype(t, xp.int64), or pass one-hot rows (N, C).")
-    if values and t.shape[0]:
+    if values:
+        check_label_range(xp, t, classes, name=name)
+
+
+def check_label_range(xp: ModuleType, t: Any, classes: int, *, name: str = "") -> None:
+    """Raise ValueError unless the integer class indices `t` (N,) are in [0, classes); reads two
+    numbers back from the device."""
+    if t.shape[0]:
         low, high = int(xp.min(t)), int(xp.max(t))
         if low < 0 or high >= classes:
+            said = f"{name} " if name else ""
             raise ValueError(f"{said}label {low if low < 0 else high} is out of range: class labels must be "
                              f"in [0, {classes}) for {classes} classes.")

@@ -30,7 +30,7 @@ from typing import Any
 
 from xbp.backend import DeviceRNG, array_namespace, device
 from xbp.convolution import Convolution, Pooling, col2im, conv_output_size, im2col
-from xbp.functions import sigmoid, validate_labels
+from xbp.functions import check_label_range, sigmoid, validate_labels
 
 __all__ = ["AddLayer", "Affine", "BatchNormalization", "Convolution", "Dropout", "MulLayer", "Pooling",
            "Relu", "Sigmoid", "SoftmaxWithLoss", "col2im", "conv_output_size", "im2col"]
@@ -182,11 +182,13 @@ class SoftmaxWithLoss:
         if x.ndim != 2:
             raise ValueError(f"SoftmaxWithLoss expects logits of shape (N, C), got {tuple(x.shape)}.")
         n, classes = x.shape
-        # Labels of a kind seen last time passed the checks of shape and dtype. No device object in
-        # the key: JAX's cannot be deep-copied.
+        # 1-D labels of the kind seen last time passed the checks of shape and dtype. No device object
+        # in the key: JAX's cannot be deep-copied.
         key = (classes, t.ndim, tuple(t.shape[1:]), x.dtype, t.dtype, type(x), str(device(x)))
-        if self.check_labels or key != self._identity_key:
+        if key != self._identity_key:
             validate_labels(xp, t, classes, values=self.check_labels)
+        elif self.check_labels:
+            check_label_range(xp, t, classes)
         if t.shape[0] != n:
             raise ValueError(f"batch size mismatch: logits have {n} rows but labels have "
                              f"{t.shape[0]}; pass one label per sample.")
