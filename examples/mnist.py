@@ -32,11 +32,11 @@ import numpy as np
 import xbp
 from xbp import distributed  # mpi4py loads only in distributed.init()
 from xbp.backend import device_name
-from xbp.checkpoint import write_atomically
+from xbp.checkpoints import Checkpoints
 from xbp.datasets.fallback import load_training_data
 from xbp.nets import DeepConvNet, MultiLayerNet, Net, SimpleConvNet, TwoLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
-from xbp.resume import Checkpoints
+from xbp.params_io import write_atomically
 from xbp.training import fit
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "adam": Adam}

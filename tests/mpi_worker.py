@@ -6,7 +6,8 @@ output).
 Scenarios: `train` (a few hundred steps, float64 and float32), `single` (1 rank: distributed fit
 against plain fit in the same process), `batchnorm`, `raise` (rank 1 fails mid-training),
 `mismatch-batch`, `mismatch-hidden`, `mismatch-samples` (one rank differs), `indivisible`
-(batch 100), `exit` (rank 1 calls sys.exit before training, while rank 0 waits for it).
+(batch 100), `exit` (rank 1 calls sys.exit before training, while rank 0 waits for it), `checkpoint`
+(2 epochs saved to OUT_DIR/run, for one process to resume), `diverge` (lr 100: every rank stops).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+import xbp
 from xbp import distributed
 from xbp.nets import MultiLayerNet, TwoLayerNet
 from xbp.optimizers import SGD, Momentum
@@ -103,6 +105,19 @@ def main() -> None:
         x, t = blobs(dtype="float32")
         fit(TwoLayerNet(8, 20, 3, seed=1), SGD(lr=0.1), (x, t), epochs=1, batch_size=100, seed=3,
             progress=False, comm=comm)
+    elif scenario == "checkpoint":
+        x, t = blobs(dtype="float32")
+        net = TwoLayerNet(8, 20, 3, weight_init_std=0.3, seed=comm.rank + 1)
+        history = fit(net, Momentum(lr=0.05), (x, t), epochs=2, batch_size=12, seed=3, progress=False,
+                      log=None, comm=comm, checkpoint=out / "run")
+        result.update(digest=digest(net), loss=history["loss"])
+    elif scenario == "diverge":
+        x, t = blobs(dtype="float32")
+        try:
+            fit(TwoLayerNet(8, 20, 3, seed=1), SGD(lr=100.0), (x, t), epochs=3, batch_size=12, seed=3,
+                progress=False, comm=comm)
+        except xbp.TrainingDivergedError as error:
+            result["diverged"] = str(error)
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
     (out / f"result-{comm.rank}.json").write_text(json.dumps(result))

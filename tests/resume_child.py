@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import xbp
-import xbp.resume
+import xbp.params_io
 from xbp.nets import MultiLayerNet
 from xbp.optimizers import Adam
 from xbp.training import fit
@@ -57,7 +57,7 @@ def kill_before_rename(nth: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         rename(source, target)
 
-    xbp.resume.os.replace = replace  # the module's os is the os module: this process only
+    xbp.params_io.os.replace = replace  # the module's os is the os module: this process only
 
 
 def main() -> None:

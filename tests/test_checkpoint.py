@@ -78,7 +78,7 @@ def test_a_failed_save_leaves_no_file(tmp_path):
 
 
 def test_a_write_that_fails_halfway_leaves_the_old_file_whole(tmp_path):
-    from xbp.checkpoint import write_atomically
+    from xbp.params_io import write_atomically
 
     path = tmp_path / "run.json"
     write_atomically(path, lambda file: file.write(b"old\n"))

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 import xbp
-from tests._e2e import needs_fashion
+from tests._e2e import needs_fashion, pythonpath
 from xbp import distributed
+from xbp.distributed import failure, nccl
 from xbp.nets import TwoLayerNet
 from xbp.optimizers import SGD, Momentum
 from xbp.training import fit
@@ -56,7 +57,8 @@ def run_ranks(n: int, scenario: str, out: Path, limit: float = 120) -> tuple[int
 
 def run_mpiexec(command: list, limit: float = 120) -> tuple[int, str, float]:
     """(exit status, stdout + stderr, seconds) of an mpiexec command; killed after `limit` s."""
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "XBP_BACKEND": "numpy", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "XBP_BACKEND": "numpy", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": pythonpath()}  # this checkout's xbp, also for a script in examples/
     if os.geteuid() == 0:  # Open MPI's mpiexec refuses root without both (MPICH ignores them)
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     env.pop("XBP_DEVICE", None)
@@ -98,6 +100,15 @@ def test_one_rank_distributed_fit_equals_plain_fit_bitwise(xp):
         assert histories[0][key] == histories[1][key]
     for key in nets[0].params:
         np.testing.assert_array_equal(xbp.to_cpu(nets[0].params[key]), xbp.to_cpu(nets[1].params[key]))
+
+
+@needs_mpi
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_a_diverging_distributed_run_names_the_real_learning_rate():
+    x, t = blobs(dtype="float32")
+    with pytest.raises(xbp.TrainingDivergedError, match=r"diverged in epoch 1: .* with lr 100\.0\. "):
+        fit(TwoLayerNet(8, 20, 3, seed=1), SGD(lr=100.0), (x, t), epochs=3, batch_size=12, seed=3,
+            progress=False, comm=distributed.init())
 
 
 class _TwoRanksOfOne:
@@ -206,6 +217,34 @@ def test_ranks_that_disagree_fail_together_before_training(tmp_path, scenario, e
                for error in errors)
 
 
+@needs_mpi
+def test_a_two_rank_checkpoint_names_the_optimizer_and_resumes_in_one_process(tmp_path):
+    from xbp.checkpoints import read_checkpoint
+
+    status, output, _ = run_ranks(2, "checkpoint", tmp_path)
+    assert status == 0, output
+    ranks = results(tmp_path)
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    (saved,) = (tmp_path / "run").iterdir()  # rank 0 writes; the other ranks never do
+    _, meta = read_checkpoint(saved)
+    assert meta["settings"]["optimizer"]["name"] == "Momentum"
+    lines: list[str] = []
+    net = TwoLayerNet(8, 20, 3, weight_init_std=0.3, seed=1)
+    history = fit(net, Momentum(lr=0.05), blobs(dtype="float32"), epochs=3, batch_size=12, seed=3,
+                  progress=False, log=lines.append, checkpoint=tmp_path / "run", resume=True)
+    assert lines[0] == f"resumed from {saved}: epoch 3, step 0 of 50"
+    assert history["loss"][:2] == ranks[0]["loss"] and len(history["loss"]) == 3
+
+
+@needs_mpi
+def test_two_diverging_ranks_stop_together_naming_the_real_learning_rate(tmp_path):
+    status, output, _ = run_ranks(2, "diverge", tmp_path)
+    assert status == 0, output
+    ranks = results(tmp_path)
+    assert len(ranks) == 2 and ranks[0]["diverged"] == ranks[1]["diverged"]
+    assert " with lr 100.0. No checkpoint was saved before it" in ranks[0]["diverged"]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="FIONREAD on a pipe is Linux's")
 def test_the_abort_waits_until_the_launcher_has_read_the_report():
     read_end, write_end = os.pipe()
@@ -213,11 +252,11 @@ def test_the_abort_waits_until_the_launcher_has_read_the_report():
         writer.write("the traceback\n")
         writer.flush()
         started = time.monotonic()
-        distributed._wait_until_read(writer, limit=0.3)  # nobody reads: waits out its limit
+        failure._wait_until_read(writer, limit=0.3)  # nobody reads: waits out its limit
         assert time.monotonic() - started >= 0.3
         assert reader.readline() == "the traceback\n"
         started = time.monotonic()
-        distributed._wait_until_read(writer, limit=5.0)  # all read: returns at once
+        failure._wait_until_read(writer, limit=5.0)  # all read: returns at once
         assert time.monotonic() - started < 1.0
 
 
@@ -248,12 +287,12 @@ def test_nccl_and_the_host_staged_sum_agree_on_one_gpu():
         xp = xbp.get_namespace("cupy")
     except xbp.BackendError as exc:
         pytest.skip(f"cupy cannot load here: {str(exc).split(': ', 1)[-1].split('. Fix')[0]}")
-    problem = distributed._nccl_problem()  # its import warnings are caught, never raised here
+    problem = nccl._nccl_problem()  # its import warnings are caught, never raised here
     if problem is not None:
         pytest.skip(f"NCCL cannot load here: {problem}")
     comm = distributed.init()
     buffer = xp.linspace(-1, 1, 1001, dtype=xp.float32)
-    through_nccl = distributed._Nccl(comm).allreduce_sum(xp.asarray(buffer, copy=True))
+    through_nccl = nccl._Nccl(comm).allreduce_sum(xp.asarray(buffer, copy=True))
     through_host = comm._host_staged(xp.asarray(buffer, copy=True), "cupy")
     np.testing.assert_array_equal(xbp.to_cpu(through_nccl), xbp.to_cpu(through_host))
     np.testing.assert_array_equal(xbp.to_cpu(through_nccl), xbp.to_cpu(buffer))

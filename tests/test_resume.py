@@ -15,9 +15,9 @@ import pytest
 import xbp
 from tests._e2e import needs_fashion, pythonpath
 from xbp.backend import DeviceRNG
+from xbp.checkpoints import Checkpoints, read_checkpoint
 from xbp.nets import MultiLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
-from xbp.resume import Checkpoints, read_checkpoint
 from xbp.training import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -364,6 +364,22 @@ def test_divergence_is_caught_without_checkpoints_too(xp):
         fit(TwoLayerNet(8, 16, 3, weight_init_std=0.1, seed=1), SGD(lr=100), blobs(), epochs=3,
             batch_size=20, progress=False)
     assert caught.value.history["loss"] == []
+
+
+def test_a_data_parallel_run_saves_checkpoints_that_one_process_resumes(tmp_path):
+    """The checkpoint names the caller's optimizer, not the wrapper that averages over the ranks."""
+    pytest.importorskip("mpi4py", reason='mpi4py is not installed (pip install "xbp[mpi]")')
+    from xbp import distributed
+
+    comm = distributed.init()
+    fit(deep_net(), Adam(lr=0.01), blobs(), epochs=1, batch_size=20, seed=7, progress=False, comm=comm,
+        checkpoint=tmp_path)
+    _, meta = read_checkpoint(tmp_path / "step-0000000012.npz")
+    assert meta["settings"]["optimizer"]["name"] == "Adam"
+    lines: list[str] = []
+    fit(deep_net(), Adam(lr=0.01), blobs(), epochs=2, batch_size=20, seed=7, progress=False,
+        checkpoint=tmp_path, resume=True, log=lines.append)
+    assert lines == [f"resumed from {tmp_path / 'step-0000000012.npz'}: epoch 2, step 0 of 12"]
 
 
 # ---------------------------------------------------------------- examples/mnist.py

@@ -12,6 +12,7 @@ import pytest
 
 import xbp
 from tests._e2e import E2E_BACKEND, E2E_DEVICE, needs_fashion
+from xbp.layers import SoftmaxWithLoss
 from xbp.nets import TwoLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
 from xbp.training import evaluate, fit
@@ -68,7 +69,7 @@ def test_fit_checks_labels_once_before_training(xp):
     net = TwoLayerNet(8, 6, 3, seed=2)
     with pytest.raises(ValueError, match=r"train label 3 is out of range: class labels must be in \[0, 3\)"):
         fit(net, SGD(), (x, np.where(t == 0, 3, t)), epochs=1, progress=False)
-    with pytest.raises(ValueError, match=r"eval labels must be integer class indices, got dtype float64"):
+    with pytest.raises(ValueError, match=r"eval 1-D labels must be integer class indices, got dtype float64"):
         fit(net, SGD(), (x, t), epochs=1, eval=(x, t.astype(np.float64)), progress=False)
     with pytest.raises(ValueError, match="train has 100 samples but 99 labels"):
         fit(net, SGD(), (x, t[:99]), epochs=1, progress=False)
@@ -177,3 +178,56 @@ def test_fit_trains_a_net_where_it_lives_whatever_backend_is_selected(xp):
         history = fit(net, SGD(lr=0.1), (x, t), epochs=2, batch_size=20, progress=False)
     assert history["loss"][1] < history["loss"][0]
     assert xbp.array_namespace(net.params["W1"]) is xp
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 3], [0, -1, 2], [0.0, 1.0, 2.0], np.eye(4)[:3]],
+                         ids=["too-high", "negative", "float", "one-hot"])
+def test_fit_and_softmax_with_loss_explain_bad_labels_alike(labels):
+    x, t = blobs(n=3)
+    t = np.asarray(labels)
+    net = TwoLayerNet(8, 6, 3, seed=2)
+    with pytest.raises(ValueError) as by_layer:
+        SoftmaxWithLoss().forward(net.predict(xbp.asarray(x)), xbp.asarray(t))
+    with pytest.raises(ValueError) as by_fit:
+        fit(net, SGD(), (x, t), epochs=1, batch_size=3, progress=False)
+    assert str(by_fit.value) == f"train {by_layer.value}"
+
+
+def test_no_module_that_fit_imports_imports_xbp_training_back():
+    """fit's hooks and evaluate live in modules of their own: no import circle, lazy imports included."""
+    import ast
+    from pathlib import Path
+
+    root = Path(xbp.__file__).parent
+    importers = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            if "xbp.training" in modules and path.name != "training.py":
+                importers.append(str(path.relative_to(root)))
+    assert importers == []
+
+
+def test_fit_calls_no_hook_after_each_step_unless_one_asks(monkeypatch, tmp_path):
+    from xbp.hooks import Hook
+    from xbp.resume import Checkpointing
+
+    def refuse(*args):
+        raise AssertionError("step_ended was called for a hook that does not ask for every step")
+
+    monkeypatch.setattr(Hook, "step_ended", refuse)
+    x, t = blobs(n=200)
+    fit(TwoLayerNet(8, 6, 3, seed=2), SGD(lr=0.1), (x, t), epochs=2, batch_size=40, progress=False)
+    calls = []
+    step_ended = Checkpointing.step_ended
+    monkeypatch.setattr(Checkpointing, "step_ended",
+                        lambda self, epoch, done, *rest: calls.append((epoch, done)) or step_ended(
+                            self, epoch, done, *rest))
+    fit(TwoLayerNet(8, 6, 3, seed=2), SGD(lr=0.1), (x, t), epochs=2, batch_size=40, progress=False,
+        checkpoint=tmp_path)
+    assert calls == [(epoch, done) for epoch in (1, 2) for done in range(1, 6)]

@@ -21,7 +21,6 @@ from xbp.backend import (
     to_gpu,
     using_backend,
 )
-from xbp.checkpoint import load_params, save_params
 from xbp.errors import (
     BackendError,
     CheckpointError,
@@ -32,6 +31,7 @@ from xbp.errors import (
     TrainingInterrupted,
     XbpError,
 )
+from xbp.params_io import load_params, save_params
 
 if TYPE_CHECKING:
     from xbp import graph

@@ -13,7 +13,8 @@ from typing import Any
 
 from xbp.backend import array_namespace, device
 
-__all__ = ["cross_entropy_error", "log_softmax", "one_hot", "sigmoid", "softmax"]
+__all__ = ["check_label_range", "cross_entropy_error", "log_softmax", "one_hot", "sigmoid", "softmax",
+           "validate_labels"]
 
 
 def sigmoid(x: Any) -> Any:
@@ -58,3 +59,34 @@ def cross_entropy_error(y: Any, t: Any) -> Any:
         t = xp.reshape(t, (1, -1) if t.ndim == 1 and t.shape[0] == y.shape[1] else (1,))
     target = t if t.ndim == 2 else _one_hot(xp, t, y.shape[1], y.dtype)
     return -xp.sum(target * xp.log(y + 1e-7)) / y.shape[0]
+
+
+def validate_labels(xp: ModuleType, t: Any, classes: int, *, name: str = "", values: bool = True) -> None:
+    """Raise ValueError unless `t` holds labels of `classes` classes: integer class indices (N,) in
+    [0, classes), or one-hot rows (N, classes). `values=False` skips the range, which reads two numbers
+    back from the device; `name` (such as "train") begins each message."""
+    said = f"{name} " if name else ""
+    if t.ndim not in (1, 2):
+        raise ValueError(f"{said}labels must be (N,) class indices or (N, C) one-hot rows, "
+                         f"got shape {tuple(t.shape)}.")
+    if t.ndim == 2:
+        if t.shape[1] != classes:
+            raise ValueError(f"{said}one-hot labels have shape {tuple(t.shape)} but there are {classes} "
+                             f"classes: give {classes} columns, one per class.")
+        return
+    if not xp.isdtype(t.dtype, "integral"):
+        raise ValueError(f"{said}1-D labels must be integer class indices, got dtype {t.dtype}; convert "
+                         "them with xp.astype(t, xp.int64), or pass one-hot rows (N, C).")
+    if values:
+        check_label_range(xp, t, classes, name=name)
+
+
+def check_label_range(xp: ModuleType, t: Any, classes: int, *, name: str = "") -> None:
+    """Raise ValueError unless the integer class indices `t` (N,) are in [0, classes); reads two
+    numbers back from the device."""
+    if t.shape[0]:
+        low, high = int(xp.min(t)), int(xp.max(t))
+        if low < 0 or high >= classes:
+            said = f"{name} " if name else ""
+            raise ValueError(f"{said}label {low if low < 0 else high} is out of range: class labels must be "
+                             f"in [0, {classes}) for {classes} classes.")

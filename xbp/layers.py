@@ -30,7 +30,7 @@ from typing import Any
 
 from xbp.backend import DeviceRNG, array_namespace, device
 from xbp.convolution import Convolution, Pooling, col2im, conv_output_size, im2col
-from xbp.functions import sigmoid
+from xbp.functions import check_label_range, sigmoid, validate_labels
 
 __all__ = ["AddLayer", "Affine", "BatchNormalization", "Convolution", "Dropout", "MulLayer", "Pooling",
            "Relu", "Sigmoid", "SoftmaxWithLoss", "col2im", "conv_output_size", "im2col"]
@@ -182,29 +182,18 @@ class SoftmaxWithLoss:
         if x.ndim != 2:
             raise ValueError(f"SoftmaxWithLoss expects logits of shape (N, C), got {tuple(x.shape)}.")
         n, classes = x.shape
-        if t.ndim not in (1, 2):
-            raise ValueError(f"labels must be (N,) class indices or (N, C) one-hot rows, "
-                             f"got shape {tuple(t.shape)}.")
+        # 1-D labels of the kind seen last time passed the checks of shape and dtype. No device object
+        # in the key: JAX's cannot be deep-copied.
+        key = (classes, t.ndim, tuple(t.shape[1:]), x.dtype, t.dtype, type(x), str(device(x)))
+        if key != self._identity_key:
+            validate_labels(xp, t, classes, values=self.check_labels)
+        elif self.check_labels:
+            check_label_range(xp, t, classes)
         if t.shape[0] != n:
             raise ValueError(f"batch size mismatch: logits have {n} rows but labels have "
                              f"{t.shape[0]}; pass one label per sample.")
         if t.ndim == 2:
-            if t.shape[1] != classes:
-                raise ValueError(f"one-hot labels have shape {tuple(t.shape)} but the logits have "
-                                 f"shape {tuple(x.shape)}: give {classes} columns, one per class.")
             return xp.astype(t, x.dtype) if t.dtype != x.dtype else t
-        # The label dtype is checked when the identity is made. No device object in the key: JAX's
-        # cannot be deep-copied.
-        key = (classes, x.dtype, t.dtype, type(x), str(device(x)))
-        if key != self._identity_key and not xp.isdtype(t.dtype, "integral"):
-            raise ValueError(f"1-D labels must be integer class indices, got dtype {t.dtype}; "
-                             "convert them with xp.astype(t, xp.int64), or pass one-hot rows (N, C).")
-        if self.check_labels and n:
-            low, high = int(xp.min(t)), int(xp.max(t))
-            if low < 0 or high >= classes:
-                bad = low if low < 0 else high
-                raise ValueError(f"label {bad} is out of range: class labels must be in "
-                                 f"[0, {classes}) for {classes} logits per sample.")
         if key != self._identity_key:
             self._identity = xp.eye(classes, dtype=x.dtype, device=device(x))
             self._identity_key = key

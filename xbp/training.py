@@ -5,7 +5,10 @@ from `numpy.random.default_rng(seed)` (so CPU and GPU runs see the same batches)
 indices to the device in one piece, gathers each batch there, and adds each step's loss to a
 device scalar that stays there: the epoch's per-step losses are stacked and read back once per
 epoch, in one transfer. Labels are checked once, before training, instead of at every step.
-Evaluation also runs on the device, in batches.
+Evaluation also runs on the device, in batches (`xbp.evaluation`).
+
+What rides on fit is a hook (`xbp.hooks`): data parallelism (`comm=`), checkpoints and resume
+(`checkpoint=`), and the divergence guard, always; fit calls them in that order.
 """
 
 from __future__ import annotations
@@ -20,8 +23,14 @@ import numpy as np
 
 from xbp import backend
 from xbp.backend import array_namespace, batch_taker, in_device_scope, on_params_device
+from xbp.checkpoints import Checkpoints
+from xbp.distributed.data_parallel import DataParallel
+from xbp.divergence import DivergenceGuard
+from xbp.evaluation import evaluate
+from xbp.functions import validate_labels
+from xbp.hooks import Hook, Run
 from xbp.progress import ProgressBar
-from xbp.resume import Checkpoints, Session, run_settings
+from xbp.resume import Checkpointing
 
 __all__ = ["evaluate", "fit"]
 
@@ -60,21 +69,17 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     together: each takes its share of every global batch of `batch_size`, gradients are averaged
     over the processes, and the history holds the whole job's loss and accuracies (rank 0 logs).
 
-    With `checkpoint` (a `.npz` path, a folder, or `xbp.resume.Checkpoints`) the run is saved at the
-    end of each epoch and every `checkpoint_every` steps; `resume=True` continues from the newest
+    With `checkpoint` (a `.npz` path, a folder, or `xbp.checkpoints.Checkpoints`) the run is saved at
+    the end of each epoch and every `checkpoint_every` steps; `resume=True` continues from the newest
     checkpoint there, exactly (see `xbp.resume`), and Ctrl-C saves one and raises
     `TrainingInterrupted`. An epoch loss that is NaN, infinite or over 1000 ln(classes) (a thousand
     times guessing's) raises `TrainingDivergedError`, with the history so far.
     """
     x, t = train
-    parallel = None
-    if comm is not None:  # data-parallel training over MPI ranks: see xbp/distributed.py
-        from xbp.distributed import DataParallel
-
-        parallel = DataParallel(comm, net, optimizer, train, eval, epochs=epochs,
-                                batch_size=batch_size, seed=seed)
-        optimizer, progress = parallel.optimizer, progress and parallel.is_root
-    score = evaluate if parallel is None else parallel.evaluate
+    hooks: list[Hook] = []
+    if comm is not None:  # first: the ranks check that they agree before anything else
+        hooks.append(DataParallel(comm, net, optimizer, train, eval, epochs=epochs, batch_size=batch_size,
+                                  seed=seed))
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got epochs={epochs}, "
                          f"batch_size={batch_size}.")
@@ -95,84 +100,70 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
 
     history: dict[str, list[float]] = {"loss": [], "train_acc": [], "test_acc": [], "seconds": [],
                                        "samples_per_s": [], "iter_loss": []}
-    rng = np.random.default_rng(seed)
-    session = Session(checkpoint, every=checkpoint_every, resume=resume, net=net, optimizer=optimizer,
-                      rng=rng, epochs=epochs, steps=steps, classes=classes, history=history, log=log,
-                      writer=parallel is None or parallel.is_root,
-                      settings=lambda extra: run_settings(net, optimizer, *train, batch_size=batch_size,
-                                                          seed=seed, extra=extra))
-    checking, net.last_layer.check_labels = net.last_layer.check_labels, False  # checked above
-    saving = session.where is not None  # else after_step has nothing to do: skip its call per step
+    run = Run(net, optimizer, rng=np.random.default_rng(seed), epochs=epochs, steps=steps, classes=classes,
+              history=history, log=log)
+    hooks.append(DivergenceGuard())
+    if checkpoint is not None:
+        hooks.append(Checkpointing(checkpoint, every=checkpoint_every, resume=resume, train=train,
+                                   batch_size=batch_size, seed=seed))
+    elif checkpoint_every is not None or resume:
+        raise ValueError("checkpoint_every and resume need checkpoint=PATH_OR_DIR: where to save and "
+                         "resume from.")
+    every_step = [hook for hook in hooks if hook.every_step]  # the only hooks called after each step
+    checking = net.last_layer.check_labels
     try:
-        for epoch in range(session.epoch, epochs + 1):
-            first = session.epoch_begins(epoch)  # > 0 in an epoch resumed in its middle
-            order = rng.permutation(n)[: steps * batch_size].reshape(steps, batch_size)
-            if parallel is not None:
-                order = parallel.share(order)  # this rank's columns of every global batch
+        net.last_layer.check_labels = False  # checked above
+        for hook in hooks:
+            hook.start(run)
+        progress = progress and run.leader
+        first, carried, carried_seconds = run.step, run.losses, run.seconds  # > 0 in a resumed epoch
+        for epoch in range(run.epoch, epochs + 1):
+            order = run.rng.permutation(n)[: steps * batch_size].reshape(steps, batch_size)
+            for hook in hooks:
+                order = hook.epoch_begins(epoch, order)
             batches = backend.to_device(order, where)
             bar = ProgressBar(steps, desc=f"epoch {epoch}/{epochs}", unit=" steps",
                               enabled=progress)
             bar.update(first)
-            carried, carried_seconds = session.carried(epoch)  # losses of the steps before a resume
             start = time.perf_counter() - carried_seconds
             step_losses = []  # device scalars: no read-back, no sync, until the epoch ends
             take_x, take_t = batch_taker(x, batches.shape[1]), batch_taker(t, batches.shape[1])
             # fit runs inside the net's device scope (its decorator): the steps need not enter it again
-            gradient, update = in_device_scope(net.gradient), in_device_scope(optimizer.update)
+            gradient, update = in_device_scope(net.gradient), in_device_scope(run.update)
             params, last_layer = net.params, net.last_layer
-            for step in range(first, steps):  # the names above save attribute lookups in every step
+            for step in range(first, steps):
                 index = batches[step, ...]
                 update(params, gradient(take_x(index), take_t(index)))
                 step_losses.append(last_layer.loss)
                 bar.update()
-                if saving:
-                    session.after_step(epoch, step + 1, partial(_losses_so_far, xp, carried, step_losses),
-                                       time.perf_counter() - start)
+                if every_step:
+                    losses = partial(_losses_so_far, xp, carried, step_losses)
+                    for hook in every_step:
+                        hook.step_ended(epoch, step + 1, losses, time.perf_counter() - start)
             iter_loss = np.concatenate([np.asarray(carried, dtype=np.float64),
                                         _read_back(xp, step_losses) if step_losses else np.zeros(0)])
             loss = float(np.sum(iter_loss, dtype=np.float64)) / steps  # the one read-back of the epoch
-            if parallel is not None:
-                loss = parallel.end_epoch(net, loss)  # the mean over ranks; replicas checked
-            seconds = time.perf_counter() - start
             bar.close()
-            session.check(epoch, loss)  # NaN, inf or absurd: stop, keeping the history
+            for hook in hooks:
+                loss = hook.epoch_loss(epoch, loss)
+            seconds = time.perf_counter() - start
             history["loss"].append(loss)
             history["iter_loss"].extend(iter_loss.tolist())
             history["seconds"].append(seconds)
             history["samples_per_s"].append(steps * batch_size / seconds)
-            history["train_acc"].append(score(net, x, t))
+            history["train_acc"].append(run.score(net, x, t))
             if eval is not None:
-                history["test_acc"].append(score(net, *eval))
+                history["test_acc"].append(run.score(net, *eval))
             if progress and log is not None:
                 log(_epoch_line(epoch, epochs, history))
-            session.after_epoch(epoch)
+            for hook in hooks:
+                hook.epoch_ends(epoch)
+            first, carried, carried_seconds = 0, [], 0.0
     finally:
         net.last_layer.check_labels = checking
-        session.close()
+        for hook in hooks:
+            hook.close()
     return history
-
-
-@on_params_device
-def evaluate(net: Trainable, x: Any, t: Any, batch_size: int | None = None) -> float:
-    """Accuracy of `net` on (x, t) (labels or one-hot rows), computed on the device in batches of
-    `batch_size` (default: the net's `eval_batch_size`, 100 images for the convnets, else 1000)."""
-    n = x.shape[0]
-    if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive number of samples or None, got {batch_size!r}.")
-    if n == 0 or t.shape[0] != n:
-        raise ValueError(f"evaluate needs one label per sample and at least one sample; got {n} samples "
-                         f"and {t.shape[0]} labels.")
-    batch_size = batch_size or getattr(net, "eval_batch_size", None) or 1000
-    xp = array_namespace(x, t)
-    correct = xp.zeros((), dtype=xp.int32, device=backend.device(x))  # int32: JAX has no int64 by default
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)  # the standard leaves out-of-bounds stops unspecified
-        predicted = xp.argmax(net.predict(x[start:stop, ...]), axis=1)
-        labels = t[start:stop, ...]
-        if labels.ndim != 1:
-            labels = xp.argmax(labels, axis=1)
-        correct = correct + xp.sum(xp.astype(predicted == labels, xp.int32))
-    return int(correct) / n
 
 
 def _losses_so_far(xp: Any, carried: list[float], step_losses: list[Any]) -> list[float]:
@@ -192,15 +183,7 @@ def _check_labels(net: Trainable, x: Any, t: Any, name: str, classes: int | None
     if classes is None:
         classes = int(net.predict(backend.to_device(x[:1, ...], net.device)).shape[1])
     host = backend.to_cpu(t)
-    if host.ndim == 1:
-        if not np.issubdtype(host.dtype, np.integer):
-            raise ValueError(f"{name} labels must be integer class indices, got dtype {host.dtype}.")
-        if host.size and (host.min() < 0 or host.max() >= classes):
-            bad = host.min() if host.min() < 0 else host.max()
-            raise ValueError(f"{name} label {bad} is out of range: class labels must be in "
-                             f"[0, {classes}) for a net with {classes} outputs.")
-    elif host.shape[1:] != (classes,):
-        raise ValueError(f"{name} one-hot labels have shape {host.shape}; the net has {classes} outputs.")
+    validate_labels(array_namespace(host), host, classes, name=name)
     return classes
 
 
