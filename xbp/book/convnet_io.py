@@ -10,7 +10,7 @@ import numpy as np
 
 from xbp import backend
 from xbp.backend import array_namespace, on_params_device
-from xbp.checkpoint import write_atomically
+from xbp.params_io import write_atomically
 from xbp.pickles import load_pickle
 
 __all__ = ["BookConvNet"]

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from xbp.backend import array_namespace, is_array, to_cpu
-from xbp.checkpoint import write_atomically
 from xbp.errors import XbpError
+from xbp.params_io import dtype_name, write_atomically
 
 if TYPE_CHECKING:  # annotations only: the graph imports this module, not the other way round
     from xbp.graph.tracing import Graph
@@ -254,7 +254,7 @@ def format_value(value: Any, max_values: int = MAX_VALUES) -> str:
     xp = array_namespace(value)
     digits = min(6, int(-math.log10(xp.finfo(dtype).eps))) if xp.isdtype(dtype, "real floating") else 6
     if shape and math.prod(shape) > max_values:
-        return f"{shape} {_dtype_name(dtype)}"
+        return f"{shape} {dtype_name(dtype)}"
     return _format_list(to_cpu(value).tolist(), digits)
 
 
@@ -265,6 +265,3 @@ def _format_list(value: Any, digits: int) -> str:
         return f"{value:.{digits}g}"
     return str(value)
 
-
-def _dtype_name(dtype: Any) -> str:
-    return str(dtype).rsplit(".", 1)[-1]  # numpy 'float64', torch 'torch.float64', ...
