@@ -47,8 +47,7 @@ def xp(request: pytest.FixtureRequest) -> ModuleType:
     except BackendError as exc:
         if name in ("numpy", "array_api_strict"):
             raise  # these two must always run
-        pytest.skip(f"{request.param} cannot load here: "
-                    f"{str(exc).split(': ', 1)[-1].split('. Fix')[0]}")
+        pytest.skip(f"{request.param} cannot load here: {exc.reason}")
     with xbp.using_backend(name, device):
         yield namespace
 
