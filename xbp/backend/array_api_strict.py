@@ -33,7 +33,10 @@ class ArrayApiStrictAdapter(Adapter):
         if device_type is not None and isinstance(obj, device_type):
             return True
         namespace = getattr(obj, "__array_namespace__", None)
-        return namespace is not None and is_array_api_strict_namespace(namespace())
+        try:
+            return namespace is not None and is_array_api_strict_namespace(namespace())
+        except Exception:  # another library's array, whose namespace cannot be had here
+            return False
 
     def label(self, dev: Any) -> str:
         return str(dev).split("'")[1]  # array_api_strict.Device('device1') -> device1
