@@ -228,7 +228,7 @@ def subtract_scaled(param: Any, scale: float, grad: Any) -> Any:
     return adapter_of(param).subtract_scaled(param, scale, grad)
 
 
-_host_subtract_scaled = host.ADAPTER.subtract_scaled
+_host_subtract_scaled = host.subtract_scaled
 
 
 def batch_taker(x: Any, batch_size: int) -> Callable[[Any], Any]:

@@ -18,7 +18,7 @@ from array_api_compat import is_numpy_array
 
 from xbp.backend.adapter import Adapter
 
-__all__ = ["ADAPTER", "ARRAY", "DEVICE", "NAMESPACE", "NumpyAdapter"]
+__all__ = ["ADAPTER", "ARRAY", "DEVICE", "NAMESPACE", "NumpyAdapter", "subtract_scaled"]
 
 ARRAY = np.ndarray  # the hot paths' test: `type(x) is ARRAY`
 DEVICE = "cpu"  # what array_api_compat.device answers for a numpy array
@@ -71,6 +71,23 @@ NAMESPACE = _fast_namespace(_COMPAT)  # the one namespace array_namespace gives 
 _BLOCK_ELEMENTS = 65536  # 256 KiB of float32: a block's temporary stays in the core's cache
 
 
+def subtract_scaled(param: Any, scale: float, grad: Any) -> Any:
+    """param -= scale * grad in blocks of rows whose temporary fits in the cache, for a large array.
+
+    The portable expression makes a temporary as large as `param` and reads it back: for a 784 x
+    1000 float32 weight (3 MB) that round trip costs as much as the update. The blocks run the
+    same elementwise arithmetic, so they give the same bits (tests/test_backend.py checks it).
+    """
+    if param.size > _BLOCK_ELEMENTS and type(grad) is np.ndarray and param.ndim > 1 \
+            and param.shape == grad.shape and type(param) is np.ndarray:
+        rows = max(1, _BLOCK_ELEMENTS * param.shape[0] // param.size)
+        for start in range(0, param.shape[0], rows):
+            param[start:start + rows] -= scale * grad[start:start + rows]
+        return param
+    param -= scale * grad
+    return param
+
+
 class NumpyAdapter(Adapter):
     """numpy on the CPU."""
 
@@ -98,20 +115,7 @@ class NumpyAdapter(Adapter):
             return np.array(np.from_dlpack(x), copy=True)
 
     def subtract_scaled(self, param: Any, scale: float, grad: Any) -> Any:
-        """param -= scale * grad in blocks of rows whose temporary fits in the cache, for a large array.
-
-        The portable expression makes a temporary as large as `param` and reads it back: for a 784 x
-        1000 float32 weight (3 MB) that round trip costs as much as the update. The blocks run the
-        same elementwise arithmetic, so they give the same bits (tests/test_backend.py checks it).
-        """
-        if type(param) is np.ndarray and param.size > _BLOCK_ELEMENTS and type(grad) is np.ndarray \
-                and param.ndim > 1 and param.shape == grad.shape:
-            rows = max(1, _BLOCK_ELEMENTS * param.shape[0] // param.size)
-            for start in range(0, param.shape[0], rows):
-                param[start:start + rows] -= scale * grad[start:start + rows]
-            return param
-        param -= scale * grad
-        return param
+        return subtract_scaled(param, scale, grad)
 
     def batch_taker(self, x: Any, batch_size: int) -> Callable[[Any], Any]:
         """index -> x[index] written into one buffer made here, valid until the next call, so that
