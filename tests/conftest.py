@@ -18,7 +18,7 @@ import pytest
 import xbp
 from xbp.errors import BackendError
 
-_ALL = ["numpy", "array_api_strict", "torch", "jax.numpy", "cupy"]
+_ALL = list(xbp.backend.BACKENDS)  # every backend with an adapter (xbp/backend/registry.py)
 _DEVICES = {"torch:cuda": ("torch", "cuda:0")}  # fixture id -> (backend, device)
 if importlib.util.find_spec("torch") is not None:  # found without importing it
     _ALL.append("torch:cuda")
@@ -47,8 +47,7 @@ def xp(request: pytest.FixtureRequest) -> ModuleType:
     except BackendError as exc:
         if name in ("numpy", "array_api_strict"):
             raise  # these two must always run
-        pytest.skip(f"{request.param} cannot load here: "
-                    f"{str(exc).split(': ', 1)[-1].split('. Fix')[0]}")
+        pytest.skip(f"{request.param} cannot load here: {exc.reason}")
     with xbp.using_backend(name, device):
         yield namespace
 

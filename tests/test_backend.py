@@ -61,9 +61,11 @@ def test_unknown_backend_in_the_environment_fails_at_import_with_the_fix():
 
 def test_missing_cupy_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` fail, even where it exists
-    monkeypatch.delitem(backend._namespaces, "cupy", raising=False)
-    with pytest.raises(xbp.BackendError, match=r"cupy is not installed .*pip install \"xbp\[cuda12\]\""):
+    backend.forget_namespace("cupy")
+    with pytest.raises(xbp.BackendError, match=r"cupy is not installed .*pip install \"xbp\[cuda12\]\""
+                       ) as caught:
         xbp.set_backend("cupy")
+    assert caught.value.reason.startswith("cupy is not installed (") and "Fix" not in caught.value.reason
     assert xbp.get_backend() == "numpy"  # never a silent fallback, and nothing changed
 
 
@@ -74,7 +76,7 @@ def test_a_backend_that_cannot_make_arrays_is_reported_with_the_reason(monkeypat
             raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
 
     monkeypatch.setitem(sys.modules, "cupy", NoDevice)
-    monkeypatch.delitem(backend._namespaces, "cupy", raising=False)
+    backend.forget_namespace("cupy")
     with pytest.raises(xbp.BackendError, match=r"installed but cannot make an array: .*nvidia-smi.*"
                        r"\(RuntimeError: cudaErrorNoDevice"):
         xbp.get_namespace("cupy")
@@ -112,7 +114,7 @@ def test_to_device_within_one_library():
 
 def test_to_gpu_without_cupy_raises_backend_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)
-    monkeypatch.delitem(backend._namespaces, "cupy", raising=False)
+    backend.forget_namespace("cupy")
     with pytest.raises(xbp.BackendError, match="cupy is not installed"):
         xbp.to_gpu(np.ones(2))
 
@@ -250,3 +252,46 @@ def test_jax_without_64_bit_arrays_refuses_float64_instead_of_making_float32():
     assert out.returncode != 0
     assert "made an array of float32 where float64 was asked for" in out.stderr
     assert "jax_enable_x64" in out.stderr
+
+
+def test_each_adapter_knows_its_arrays_and_devices(xp):
+    x = xbp.asarray([1.0, 2.0], dtype="float32")
+    assert backend.library_of(x) == xbp.get_backend() == backend.adapter_of(x).name
+    assert backend.array_namespace(x) is xp
+    if not isinstance(xbp.device(x), str):  # numpy's device is the string 'cpu'
+        assert backend.adapter_of(xbp.device(x)) is backend.adapter_of(x)
+    label = backend.device_label(xbp.device(x))  # CuPy lists its GPUs' names, with their labels
+    assert any(label in listed for listed in backend.get_adapter(xbp.get_backend()).describe_devices(xp))
+    assert backend.adapter_of(3.0) is backend.adapter_of("cpu") is backend.registry.PORTABLE
+
+
+def test_a_backend_error_keeps_its_reason_apart_from_the_fix():
+    with pytest.raises(xbp.BackendError) as caught:
+        xbp.set_backend("nunpy")
+    assert caught.value.reason == "unknown backend 'nunpy'"
+    with pytest.raises(xbp.BackendError) as caught:
+        xbp.set_backend("array_api_strict", device="device9")
+    assert caught.value.reason == "array_api_strict has no device 'device9'"
+    assert xbp.BackendError("plain").reason == "plain"
+
+
+def test_only_the_adapters_import_an_array_library():
+    """What differs between libraries lives in xbp/backend/<library>.py; the rest of xbp asks them
+    (numpy, the host, is also imported where data is made on the host; NCCL's calls import CuPy)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(backend.__file__).parent
+    adapters = {package / f"{name}.py" for name in backend.registry._ADAPTER_MODULES}
+    libraries = {"cupy", "torch", "jax", "array_api_strict"}
+    for path in sorted(package.parent.rglob("*.py")):
+        if path in adapters:
+            continue
+        banned = libraries | ({"numpy"} if path.parent == package else set())
+        allowed = {"cupy"} if path.name == "distributed.py" else set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in banned - allowed, f"{path.relative_to(package.parent)} imports {name}"

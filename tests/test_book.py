@@ -166,7 +166,7 @@ def test_trainer_runs_the_books_loop_with_the_books_lists_and_lines(xp, capsys):
 def test_the_books_conversions_and_batches_are_made_inside_the_nets_device_scope(monkeypatch):
     """On CuPy a kernel runs on the current GPU: the book net's input conversions and the Trainer's
     batch gathering must run inside `device_scope` of the net's arrays (a no-op off CuPy, so here
-    the scope is recorded, on array-api-strict's device1, where nets enter it)."""
+    array-api-strict's adapter is given a scope that records, and the net lives on its device1)."""
     import contextlib
 
     from xbp import backend
@@ -186,7 +186,7 @@ def test_the_books_conversions_and_batches_are_made_inside_the_nets_device_scope
             return function(*args, **kwargs)
         return checked
 
-    monkeypatch.setattr(backend, "device_scope", recording_scope)
+    monkeypatch.setattr(backend.get_adapter("array_api_strict"), "scope", recording_scope)
     monkeypatch.setattr(booknet.BookNet, "_inputs", inside(booknet.BookNet._inputs))
     monkeypatch.setattr(trainer_module, "take_rows", inside(trainer_module.take_rows))
     x, t = host_batch(20)

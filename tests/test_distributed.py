@@ -286,7 +286,7 @@ def test_nccl_and_the_host_staged_sum_agree_on_one_gpu():
     try:
         xp = xbp.get_namespace("cupy")
     except xbp.BackendError as exc:
-        pytest.skip(f"cupy cannot load here: {str(exc).split(': ', 1)[-1].split('. Fix')[0]}")
+        pytest.skip(f"cupy cannot load here: {exc.reason}")
     problem = nccl._nccl_problem()  # its import warnings are caught, never raised here
     if problem is not None:
         pytest.skip(f"NCCL cannot load here: {problem}")

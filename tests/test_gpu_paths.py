@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 import xbp
-from xbp import backend, gpu_checks
+from xbp import backend
+from xbp.backend import cupy as cuda
+from xbp.backend.adapter import probe_kernels
 from xbp.gradcheck import gradient_check
 from xbp.layers import SoftmaxWithLoss
 from xbp.nets import MultiLayerNet, TwoLayerNet
@@ -27,12 +29,12 @@ from xbp.training import evaluate, fit
 def test_device_scope_changes_nothing_off_cupy(xp):
     x = xbp.asarray([1.0, 2.0], dtype="float32")
     scope = backend.device_scope(x)
-    if backend._library(x) != "cupy":
-        assert scope is backend._NO_SCOPE
+    if backend.library_of(x) != "cupy":
+        assert scope is backend.NO_SCOPE and backend.adapter_of(x).scope is None
     with scope:
         assert float(xp.sum(x * 2.0)) == 6.0
-    assert backend.device_scope(None) is backend._NO_SCOPE or xbp.get_backend() == "cupy"
-    assert backend.device_scope(np.zeros(1)) is backend._NO_SCOPE
+    assert backend.device_scope(None) is backend.NO_SCOPE or xbp.get_backend() == "cupy"
+    assert backend.device_scope(np.zeros(1)) is backend.NO_SCOPE
 
 
 def test_net_methods_fit_and_the_optimizer_keep_their_results_on_the_nets_device(xp):
@@ -64,19 +66,20 @@ def test_on_params_device_passes_results_and_errors_through():
         Holder().double(None)
 
 
-def test_in_device_scope_skips_only_the_on_params_device_wrapper(monkeypatch):
-    """fit calls `gradient` and `update` through in_device_scope: the same method without entering
-    the scope again; a method wrapped by a decorator of a subclass's own keeps that decorator."""
+def test_without_device_scope_skips_only_the_on_params_device_wrapper(monkeypatch):
+    """fit calls `gradient` and `update` through without_device_scope: the same method without entering
+    the scope again; a method wrapped by a decorator of a subclass's own keeps that decorator.
+    array-api-strict's adapter is given a scope that counts, standing in for CuPy's."""
     entered = []
-    monkeypatch.setattr(backend, "device_scope",
-                        lambda where=None: entered.append(where) or backend._NO_SCOPE)
+    x = xbp.to_device(np.ones((2, 4), np.float32), "array_api_strict")
+    monkeypatch.setattr(backend.adapter_of(x), "scope",
+                        lambda where: entered.append(where) or backend.NO_SCOPE)
     net = TwoLayerNet(4, 3, 2, seed=0)
     net.params = {key: xbp.to_device(value, "array_api_strict") for key, value in net.params.items()}
-    x = xbp.to_device(np.ones((2, 4), np.float32), "array_api_strict")
     t = xbp.to_device(np.array([0, 1]), "array_api_strict")
     net.gradient(x, t)
     assert len(entered) == 1  # the decorated method enters the scope
-    grads = backend.in_device_scope(net.gradient)(x, t)
+    grads = backend.without_device_scope(net.gradient)(x, t)
     assert len(entered) == 1 and set(grads) == set(net.params)  # the same method, not entering it
 
     calls = []
@@ -88,11 +91,11 @@ def test_in_device_scope_skips_only_the_on_params_device_wrapper(monkeypatch):
             return super().gradient(x, t)
 
     logged = Logged(4, 3, 2, seed=0)
-    assert backend.in_device_scope(logged.gradient) == logged.gradient  # its own decorator stays
-    backend.in_device_scope(logged.gradient)(np.ones((2, 4), np.float32), np.array([0, 1]))
+    assert backend.without_device_scope(logged.gradient) == logged.gradient  # its own decorator stays
+    backend.without_device_scope(logged.gradient)(np.ones((2, 4), np.float32), np.array([0, 1]))
     assert calls == ["logged"]
     plain = object.__str__
-    assert backend.in_device_scope(plain) is plain
+    assert backend.without_device_scope(plain) is plain
 
 
 def test_a_copy_of_a_device_rng_restarts_from_the_seed(xp):
@@ -106,8 +109,8 @@ def test_a_copy_of_a_device_rng_restarts_from_the_seed(xp):
 
 
 def test_a_device_rng_copies_without_copying_a_generator_that_holds_a_lock():
-    """CuPy's generators hold a threading.Lock (cupy/random/_bit_generator.pyx:45 at v14.2.0), which
-    neither pickle nor deepcopy can copy; a DeviceRNG never copies its generators."""
+    """CuPy's generators hold a threading.Lock (docs/notes/cuda.md), which neither pickle nor deepcopy
+    can copy; a DeviceRNG never copies its generators."""
     rng = backend.DeviceRNG(seed=3)
 
     class LockedGenerator:
@@ -123,7 +126,7 @@ def test_a_device_rng_copies_without_copying_a_generator_that_holds_a_lock():
 
 def test_a_device_rng_saves_the_state_of_a_torch_generator():
     """On torch CUDA, DeviceRNG draws with a torch.Generator, which has no `bit_generator`: its state
-    is `get_state()`, a CPU uint8 tensor, on every device (torch/csrc/Generator.cpp, THPGenerator_getState).
+    is `get_state()`, a CPU uint8 tensor, on every device (docs/notes/cuda.md).
     A CPU torch.Generator stands in for the CUDA one under its key (the same Python class and methods)."""
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -r backends/torch.txt)")
     rng = backend.DeviceRNG(seed=3)
@@ -172,13 +175,13 @@ def test_numerical_gradient_checks_the_labels_at_its_first_loss_only(xp):
 
 
 def test_the_probe_runs_what_training_runs(xp):
-    gpu_checks.probe(xp, xbp.get_device())
+    probe_kernels(xp, xbp.get_device())
 
 
 def test_a_machine_without_the_driver_library_is_told_no_driver_was_found():
-    if gpu_checks.driver_library_error() is None:
+    if cuda.driver_library_error() is None:
         pytest.skip("an NVIDIA driver library loads here: this test is for machines without one")
-    message = gpu_checks.explain(RuntimeError("cudaErrorInsufficientDriver"))
+    message = cuda.explain(RuntimeError("cudaErrorInsufficientDriver"))
     assert message.startswith("no NVIDIA driver found: libcuda.so.1 cannot be loaded")
     assert "XBP_BACKEND=numpy" in message
 
@@ -187,9 +190,9 @@ def test_real_cupy_without_a_driver_says_no_driver_was_found(monkeypatch):
     """CuPy 14.2 here, without a driver, raises cudaErrorInsufficientDriver at its first array."""
     if importlib.util.find_spec("cupy") is None:
         pytest.skip("CuPy is not installed here")
-    if gpu_checks.driver_library_error() is None:
+    if cuda.driver_library_error() is None:
         pytest.skip("an NVIDIA driver library loads here: this test is for machines without one")
-    monkeypatch.delitem(backend._namespaces, "cupy", raising=False)
+    backend.forget_namespace("cupy")
     with pytest.raises(xbp.BackendError, match=r"cannot make an array: no NVIDIA driver found: "
                        r"libcuda.so.1 cannot be loaded .*cudaErrorInsufficientDriver"):
         xbp.get_namespace("cupy")
@@ -213,7 +216,7 @@ def test_to_gpu_always_means_cupy(monkeypatch):
         with xbp.using_backend("torch"):
             arrays.append(xbp.asarray([1.0]))  # a torch tensor goes to CuPy too, not to torch CUDA
     monkeypatch.setitem(__import__("sys").modules, "cupy", None)  # `import cupy` fails from here on
-    monkeypatch.delitem(backend._namespaces, "cupy", raising=False)
+    backend.forget_namespace("cupy")
     for x in arrays:
         with pytest.raises(xbp.BackendError, match="backend 'cupy' cannot load: cupy is not installed"):
             xbp.to_gpu(x)

@@ -13,11 +13,7 @@ from xbp.errors import BackendError
 
 
 def _devices(name: str, xp: Any) -> list[str]:
-    if name == "cupy":
-        cupy = importlib.import_module("cupy")
-        return [backend.device_name(cupy.cuda.Device(i))
-                for i in range(cupy.cuda.runtime.getDeviceCount())]
-    return [backend._device_label(d) for d in backend.devices_of(name, xp)]
+    return backend.get_adapter(name).describe_devices(xp)  # CuPy: each GPU's name and memory
 
 
 def info(out: Any = sys.stdout) -> int:
@@ -25,7 +21,7 @@ def info(out: Any = sys.stdout) -> int:
     print(f"xbp {xbp.__version__} (python {sys.version.split()[0]})", file=out)
     try:
         device = backend.get_device()
-        where = "" if device is None else f" (device {backend._device_label(device)})"
+        where = "" if device is None else f" (device {backend.device_label(device)})"
     except BackendError as exc:
         where = f" (cannot use the selected device: {exc})"
     print(f"selected backend: {backend.get_backend()}{where}  [XBP_BACKEND, XBP_DEVICE]", file=out)

@@ -8,7 +8,15 @@ class XbpError(Exception):
 
 
 class BackendError(XbpError, RuntimeError):
-    """An array backend is unknown, or known but cannot be loaded here."""
+    """An array backend is unknown, or known but cannot be loaded here.
+
+    `reason` says what is wrong in a clause, without the fix the message goes on to give (the whole
+    message where it has no separate fix), e.g. "cupy is not installed (No module named 'cupy')".
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = message if reason is None else reason
 
 
 class DeviceMismatchError(XbpError, ValueError):

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from xbp import backend
-from xbp.backend import array_namespace, batch_taker, in_device_scope, on_params_device
+from xbp.backend import array_namespace, batch_taker, on_params_device, without_device_scope
 from xbp.checkpoints import Checkpoints
 from xbp.distributed.data_parallel import DataParallel
 from xbp.divergence import DivergenceGuard
@@ -129,7 +129,7 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
             step_losses = []  # device scalars: no read-back, no sync, until the epoch ends
             take_x, take_t = batch_taker(x, batches.shape[1]), batch_taker(t, batches.shape[1])
             # fit runs inside the net's device scope (its decorator): the steps need not enter it again
-            gradient, update = in_device_scope(net.gradient), in_device_scope(run.update)
+            gradient, update = without_device_scope(net.gradient), without_device_scope(run.update)
             params, last_layer = net.params, net.last_layer
             for step in range(first, steps):
                 index = batches[step, ...]

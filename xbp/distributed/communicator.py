@@ -59,7 +59,7 @@ class Communicator:
     def allreduce_sum(self, buffer: Any) -> Any:
         """sum over ranks of `buffer` (a contiguous 1-d array), on every rank; in place for numpy and NCCL."""
         start = time.perf_counter()
-        library = backend._library(buffer)
+        library = backend.library_of(buffer)
         if self.size == 1:
             result = buffer
         elif library == "numpy":

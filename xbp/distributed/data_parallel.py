@@ -106,7 +106,7 @@ class DataParallel(Hook):
             facts = {"epochs": epochs, "batch_size": batch_size, "seed": seed,
                      "train data": _describe_data(train), "eval data": _describe_data(eval),
                      "net": type(net).__name__, "optimizer": _describe_optimizer(optimizer),
-                     "backend": backend._library(next(iter(net.params.values())))}
+                     "backend": backend.library_of(next(iter(net.params.values())))}
         except Exception as exc:  # a bad argument on one rank must not leave the others waiting
             problem = f"{type(exc).__name__}: {exc}"
         self.comm.raise_together(problem)
