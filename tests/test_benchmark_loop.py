@@ -1,4 +1,4 @@
-"""The hand-written numpy loop of examples/benchmark.py computes what xbp computes, on every backend.
+"""The hand-written numpy loop of benchmarks/benchmark.py computes what xbp computes, on every backend.
 
 The benchmark is honest only if its reference does the same arithmetic as `fit`: the same batches,
 the same weights after an epoch, the same mean loss, to float32 rounding.
@@ -16,7 +16,7 @@ from xbp.nets import TwoLayerNet
 from xbp.optimizers import SGD
 from xbp.training import fit
 
-_PATH = Path(__file__).resolve().parents[1] / "examples" / "benchmark.py"
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark.py"
 _spec = importlib.util.spec_from_file_location("xbp_benchmark_example", _PATH)
 assert _spec is not None and _spec.loader is not None
 benchmark = importlib.util.module_from_spec(_spec)
@@ -47,8 +47,8 @@ def test_the_numpy_loop_trains_as_fit_does(xp):
 
 
 def test_the_overhead_benchmarks_layer_loop_trains_as_fit_does(monkeypatch):
-    """examples/benchmark_overhead.py times the layers called directly: the same training, bit for bit."""
-    monkeypatch.syspath_prepend(str(_PATH.parent))  # it imports the loop from examples/benchmark.py
+    """benchmarks/benchmark_overhead.py times the layers called directly: the same training, bit for bit."""
+    monkeypatch.syspath_prepend(str(_PATH.parent))  # it imports the loop from benchmarks/benchmark.py
     path = _PATH.parent / "benchmark_overhead.py"
     spec = importlib.util.spec_from_file_location("xbp_overhead_example", path)
     assert spec is not None and spec.loader is not None

@@ -8,10 +8,10 @@ median seconds per epoch, samples per second, each ratio to the hand-written loo
 control (the hand-written loop timed twice as two contenders), whose ratio shows the noise.
 The matmul floor is the epoch's FLOPs over the large-sgemm rate measured here.
 
-    python examples/benchmark.py --dataset fashion-mnist --rounds 5
-    python examples/benchmark.py --before /tmp/before --runs 3   # an earlier xbp against this one
-    XBP_BACKEND=cupy python examples/benchmark.py        # xbp on the GPU, torch on CUDA
-    XBP_BACKEND=torch XBP_DEVICE=cuda:0 python examples/benchmark.py   # xbp on torch CUDA
+    python benchmarks/benchmark.py --dataset fashion-mnist --rounds 5
+    python benchmarks/benchmark.py --before /tmp/before --runs 3   # an earlier xbp against this one
+    XBP_BACKEND=cupy python benchmarks/benchmark.py        # xbp on the GPU, torch on CUDA
+    XBP_BACKEND=torch XBP_DEVICE=cuda:0 python benchmarks/benchmark.py   # xbp on torch CUDA
 """
 
 from __future__ import annotations

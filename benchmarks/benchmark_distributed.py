@@ -1,10 +1,10 @@
 """Epoch time and the share of it spent summing gradients, for 1, 2, 4 ranks (data-parallel fit).
 
-    python examples/benchmark_distributed.py                         # ranks 1,2,4 x hidden 50,1000
-    python examples/benchmark_distributed.py --ranks 1,2 --hidden 50 --epochs 2
-    python examples/benchmark_distributed.py --threads 1     # one BLAS thread per rank, always
+    python benchmarks/benchmark_distributed.py                         # ranks 1,2,4 x hidden 50,1000
+    python benchmarks/benchmark_distributed.py --ranks 1,2 --hidden 50 --epochs 2
+    python benchmarks/benchmark_distributed.py --threads 1     # one BLAS thread per rank, always
 
-Each configuration runs as `mpiexec -n R python examples/benchmark_distributed.py --worker ...`:
+Each configuration runs as `mpiexec -n R python benchmarks/benchmark_distributed.py --worker ...`:
 the book's TwoLayerNet (784 -> hidden -> 10, SGD lr 0.1, float32, global batch 100) trains on
 Fashion-MNIST (60,000 images) for a few epochs. The table gives the median epoch time on rank 0
 (`fit`'s clock), the samples per second of the whole job, and the allreduce share: the seconds

@@ -7,7 +7,7 @@ checkpoints, the median seconds of one save (timed around the save itself: copy 
 check, SHA-256, write, fsync, rename), their ratio, the checkpoint's size, and the seconds of a
 `resume=True` that finds the run finished (read, checks, settings, loading).
 
-    python examples/benchmark_checkpoint.py --dataset fashion-mnist --epochs 3
+    python benchmarks/benchmark_checkpoint.py --dataset fashion-mnist --epochs 3
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ last epoch's mean loss and the test accuracy after training, with the load avera
 after (other processes on a small machine skew CPU timings; a BLAS that spins several threads
 suffers most, so compare runs with OPENBLAS_NUM_THREADS=1 as well).
 
-    python examples/benchmark_deep.py                       # plain, numpy, 3 epochs
-    python examples/benchmark_deep.py --all --epochs 3      # plain, batchnorm, dropout 0.2, both
-    python examples/benchmark_deep.py --batchnorm --dropout 0.2 --backend cupy
+    python benchmarks/benchmark_deep.py                       # plain, numpy, 3 epochs
+    python benchmarks/benchmark_deep.py --all --epochs 3      # plain, batchnorm, dropout 0.2, both
+    python benchmarks/benchmark_deep.py --batchnorm --dropout 0.2 --backend cupy
 """
 
 from __future__ import annotations

@@ -6,14 +6,14 @@ float32) on the same batches, taking turns in a new random order every round:
     fit          xbp.training.fit: the Net, its optimizer, the training loop
     layers       the same layer objects' forward/backward called one after the other, and
                  backend.subtract_scaled: the book's layer protocol with nothing around it
-    numpy loop   examples/benchmark.py's hand-written loop (every array allocated once, out= and
+    numpy loop   benchmarks/benchmark.py's hand-written loop (every array allocated once, out= and
                  in place), and the same loop again as an A/A control
 
 At a tiny size (the default, batch 2 and hidden 2) the arrays cost almost nothing, so the excess over
 the loop is the Python each step runs; at a larger size it also holds the cost of new arrays.
 
-    python examples/benchmark_overhead.py                      # batch 2, hidden 2
-    python examples/benchmark_overhead.py --size 100x50 --steps 200
+    python benchmarks/benchmark_overhead.py                      # batch 2, hidden 2
+    python benchmarks/benchmark_overhead.py --size 100x50 --steps 200
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ weights on the same batches; the backends take turns round after round, in a new
 round. Reported: the median of `fit`'s own clock (the steps of the epoch) and its ratio to numpy.
 Backends that cannot load here are reported and left out.
 
-    python examples/benchmark_backends.py --rounds 3
-    python examples/benchmark_backends.py --backends numpy,jax.numpy --sizes 100x50
+    python benchmarks/benchmark_backends.py --rounds 3
+    python benchmarks/benchmark_backends.py --backends numpy,jax.numpy --sizes 100x50
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ Contenders: xbp on the selected backend (the book-style loop: `net.gradient`, th
 (numpy float64, from `--book`, default ../shared/book, on the CPU only); PyTorch eager with autograd
 (`conv2d`, `max_pool2d`: cuDNN on CUDA) on the same device as xbp, float32.
 
-    python examples/benchmark_conv.py --rounds 3
-    XBP_BACKEND=cupy python examples/benchmark_conv.py --rounds 3    # xbp on CuPy, torch on CUDA
+    python benchmarks/benchmark_conv.py --rounds 3
+    XBP_BACKEND=cupy python benchmarks/benchmark_conv.py --rounds 3    # xbp on CuPy, torch on CUDA
 """
 
 from __future__ import annotations
