@@ -4,7 +4,9 @@ numpy and array_api_strict always run. CuPy runs where a CUDA device is present 
 skipped with the reason otherwise); torch and jax.numpy where they are installed (JAX with 64-bit
 arrays enabled, which the float64 gradient checks need; float32 stays the nets' default), and
 `torch:cuda` (torch on its first CUDA device, marked `gpu`) where torch is installed and sees a CUDA
-device. `XBP_TEST_BACKENDS=numpy,cupy,torch:cuda` limits the list (ci/gpu uses it).
+device. `XBP_TEST_BACKENDS=numpy,cupy,torch:cuda` limits the list (ci/gpu uses it). JAX's cases are
+marked `slow` too (JAX dispatches every operation, some ten times numpy's cost on these small
+arrays: they are most of the suite's time), so `ci/test -m "not slow"` is the quick run.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def _params() -> list:
     params = []
     for name in wanted:
         marks = [pytest.mark.gpu] if name in ("cupy", *_DEVICES) else []
+        if name == "jax.numpy":
+            marks.append(pytest.mark.slow)
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 

@@ -1,4 +1,4 @@
-"""One rank of the distributed tests, started by tests/test_distributed.py as `mpiexec -n N python
+"""One rank of the distributed tests, started by tests/e2e/test_distributed.py as `mpiexec -n N python
 tests/mpi_worker.py SCENARIO OUT_DIR`. Each rank writes OUT_DIR/result-<rank>.json on success
 and OUT_DIR/error-<rank>.txt for a DistributedError (files, because mpiexec interleaves the ranks'
 output).

@@ -1,6 +1,6 @@
 """xbp.progress: one clean line where the output is not a terminal, an updated display in a notebook.
 
-The real Jupyter kernel's view of the bar is checked by tests/test_notebook.py, which runs fit in
+The real Jupyter kernel's view of the bar is checked by tests/e2e/test_notebook.py, which runs fit in
 examples/ch05.ipynb.
 """
 

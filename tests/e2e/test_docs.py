@@ -19,6 +19,8 @@ import pytest
 import xbp
 from tests._e2e import ROOT, has_fashion_mnist, pythonpath
 
+pytestmark = pytest.mark.slow  # end to end: tests/e2e/, left out by ci/test -m "not slow"
+
 FENCE = re.compile(r"(?P<marker><!-- needs a GPU -->\n)?```python\n(?P<code>.*?)```", re.DOTALL)
 NEEDS_DATA = ("load_mnist(",)
 

@@ -28,10 +28,12 @@ from xbp.nets import TwoLayerNet
 from xbp.optimizers import SGD, Momentum
 from xbp.training import fit
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "tests" / "mpi_worker.py"
 sys.path.insert(0, str(ROOT / "tests"))
 from mpi_worker import STEPS_EPOCHS, blobs  # noqa: E402
+
+pytestmark = pytest.mark.slow  # end to end: tests/e2e/, left out by ci/test -m "not slow"
 
 
 def _mpiexec() -> str | None:

@@ -15,7 +15,9 @@ import pytest
 
 from tests._e2e import E2E_BACKEND, E2E_DEVICE, needs_fashion, pythonpath
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # end to end: tests/e2e/, left out by ci/test -m "not slow"
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_example(name: str, *args: str, backend: str | None = None, device: str | None = None) -> str:

@@ -42,6 +42,7 @@ def workdir(script: str, *, book: bool = False) -> Path:
     return _WORK / (script.replace("/", "-") + ("-book" if book else "-numpy"))
 
 pytestmark = [
+    pytest.mark.slow,  # end to end: tests/e2e/, left out by ci/test -m "not slow"
     pytest.mark.skipif(not BOOK.is_dir(), reason=f"the book's code is not at {BOOK} (the project's "
                                                  "shared/ folder, beside its root)"),
     needs_fashion,

@@ -19,10 +19,12 @@ import pytest
 from tests._e2e import has_fashion_mnist, pythonpath
 from tests._extras import missing
 
+pytestmark = pytest.mark.slow  # end to end: tests/e2e/, left out by ci/test -m "not slow"
+
 nbformat = pytest.importorskip("nbformat", reason=missing("nbformat"))
 NotebookClient = pytest.importorskip("nbclient", reason=missing("nbclient")).NotebookClient
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "examples" / "ch05.ipynb"
 KERNEL = "xbp-test-python"
 

@@ -20,7 +20,9 @@ import pytest
 
 from tests._idxfiles import refused_url
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # end to end: tests/e2e/, left out by ci/test -m "not slow"
+
+ROOT = Path(__file__).resolve().parents[2]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
