@@ -231,3 +231,81 @@ def test_fit_calls_no_hook_after_each_step_unless_one_asks(monkeypatch, tmp_path
     fit(TwoLayerNet(8, 6, 3, seed=2), SGD(lr=0.1), (x, t), epochs=2, batch_size=40, progress=False,
         checkpoint=tmp_path)
     assert calls == [(epoch, done) for epoch in (1, 2) for done in range(1, 6)]
+
+
+# ---------------------------------------------------------------- inputs that are checked, nothing lost
+
+def test_fit_refuses_non_finite_data_before_the_first_step_and_leaves_the_net_alone(xp):
+    x, t = blobs(n=100)
+    x[37, 2] = np.nan
+    net = TwoLayerNet(8, 6, 3, weight_init_std=0.1, seed=2)
+    before = {key: xbp.to_cpu(value).copy() for key, value in net.params.items()}
+    with pytest.raises(ValueError, match=r"^train data holds 1 rows with NaN or infinite values, the first "
+                                         r"row 37 \(a nan\): drop or repair those rows before fit; nothing "
+                                         r"was trained\.$"):
+        fit(net, SGD(lr=0.1), (xbp.asarray(x), xbp.asarray(t)), epochs=1, batch_size=10, progress=False)
+    clean, _ = blobs(n=100)
+    clean[5, 0] = -np.inf
+    with pytest.raises(ValueError, match=r"^eval data holds 1 rows .* the first row 5 \(a -inf\)"):
+        fit(net, SGD(lr=0.1), (xbp.asarray(blobs(n=100)[0]), xbp.asarray(t)), epochs=1, batch_size=10,
+            eval=(xbp.asarray(clean), xbp.asarray(t)), progress=False)
+    for key, value in before.items():
+        np.testing.assert_array_equal(xbp.to_cpu(net.params[key]), value)
+
+
+@pytest.mark.parametrize(("train", "message"), [
+    (([[0.0] * 8] * 10, [0] * 10), r"train's x must be an array, got list: convert it with np.asarray\(x\)"),
+    ((np.zeros((10, 8)), [0] * 10), r"train's t must be an array, got list"),
+    ((np.zeros((10, 8)),), r"train must be a pair \(x, t\) of arrays, got tuple"),
+])
+def test_fit_names_what_is_not_an_array(train, message):
+    with pytest.raises(TypeError, match=message):
+        fit(TwoLayerNet(8, 6, 3, seed=0), SGD(lr=0.1), train, epochs=1, batch_size=5, progress=False)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"batch_size": 0}, r"batch_size must be a positive number of samples or None, got 0"),
+    ({"x": np.zeros((0, 8), np.float32)}, r"evaluate needs one label per sample and at least one sample; "
+                                           r"got 0 samples"),
+])
+def test_evaluate_refuses_what_it_cannot_count(kwargs, message):
+    x, t = blobs(n=20)
+    x = kwargs.pop("x", x)
+    with pytest.raises(ValueError, match=message):
+        evaluate(TwoLayerNet(8, 6, 3, seed=0), x, t[: len(x)], **kwargs)
+
+
+class _MomentumThatBlowsUp(Momentum):
+    """Momentum whose learning rate becomes absurd after `good` updates: a run that diverges on cue."""
+
+    def __init__(self, lr: float, good: int) -> None:
+        super().__init__(lr=lr)
+        self.good, self.updates = good, 0
+
+    def update(self, params, grads):
+        self.updates += 1
+        if self.updates > self.good:
+            self.lr = 1e8
+        super().update(params, grads)
+
+
+@pytest.mark.parametrize("good_epochs", [0, 1])
+def test_a_diverged_run_leaves_the_net_and_optimizer_as_the_last_good_epoch_left_them(xp, good_epochs):
+    x, t = blobs(n=200)
+    x, t = xbp.asarray(x), xbp.asarray(t)
+    net = TwoLayerNet(8, 6, 3, weight_init_std=0.1, seed=2)
+    reference = TwoLayerNet(8, 6, 3, weight_init_std=0.1, seed=2)
+    if good_epochs:
+        fit(reference, Momentum(lr=0.01), (x, t), epochs=good_epochs, batch_size=20, progress=False)
+    optimizer = _MomentumThatBlowsUp(lr=0.01, good=10 * good_epochs)  # 10 steps an epoch
+    with pytest.raises(xbp.TrainingDivergedError, match=r"the net and the optimizer hold what they held at "
+                       + (r"the end of epoch 1" if good_epochs else r"the start of fit")) as caught, \
+            np.errstate(over="ignore", invalid="ignore"):  # numpy's overflow on the way to divergence
+        fit(net, optimizer, (x, t), epochs=3, batch_size=20, progress=False)
+    assert caught.value.epoch == good_epochs + 1
+    for key, value in reference.params.items():
+        np.testing.assert_array_equal(xbp.to_cpu(net.params[key]), xbp.to_cpu(value))
+    if good_epochs:
+        assert all(np.all(np.isfinite(xbp.to_cpu(v))) for v in optimizer.v.values())
+    else:
+        assert optimizer.v is None  # as before its first update

@@ -75,7 +75,9 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     `TrainingInterrupted`. An epoch loss that is NaN, infinite or over 1000 ln(classes) (a thousand
     times guessing's) raises `TrainingDivergedError`, with the history so far.
     """
-    x, t = train
+    x, t = _arrays(train, "train")
+    if eval is not None:
+        eval = _arrays(eval, "eval")
     hooks: list[Hook] = []
     if comm is not None:  # first: the ranks check that they agree before anything else
         hooks.append(DataParallel(comm, net, optimizer, train, eval, epochs=epochs, batch_size=batch_size,
@@ -93,9 +95,11 @@ def fit(net: Trainable, optimizer: Optimizer, train: tuple[Any, Any], *, epochs:
     where = net.device
     classes = _check_labels(net, x, t, "train")
     x, t = backend.to_device(x, where), backend.to_device(t, where)
+    _check_finite(x, "train")
     if eval is not None:
         _check_labels(net, eval[0], eval[1], "eval", classes)
         eval = (backend.to_device(eval[0], where), backend.to_device(eval[1], where))
+        _check_finite(eval[0], "eval")
     xp = array_namespace(x, t)
 
     history: dict[str, list[float]] = {"loss": [], "train_acc": [], "test_acc": [], "seconds": [],
@@ -185,6 +189,32 @@ def _check_labels(net: Trainable, x: Any, t: Any, name: str, classes: int | None
     host = backend.to_cpu(t)
     validate_labels(array_namespace(host), host, classes, name=name)
     return classes
+
+
+def _arrays(data: Any, name: str) -> tuple[Any, Any]:
+    """(x, t) of `data`, which must be a pair of arrays (numpy, CuPy, torch, ...)."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{name} must be a pair (x, t) of arrays, got {type(data).__name__}.")
+    for part, value in zip(("x", "t"), data, strict=True):
+        if not backend.is_array(value):
+            raise TypeError(f"{name}'s {part} must be an array, got {type(value).__name__}: convert it with "
+                            f"np.asarray({part}) (or xbp.asarray) first.")
+    return data[0], data[1]
+
+
+def _check_finite(x: Any, name: str) -> None:
+    """Refuse data holding NaN or an infinity before the first step, naming the first such row (one
+    reduction on the device, and one number read back, when the data is clean)."""
+    xp = array_namespace(x)
+    finite = xp.all(xp.isfinite(xp.reshape(x, (x.shape[0], -1))), axis=1)
+    if bool(xp.all(finite)):
+        return
+    rows = np.flatnonzero(~np.asarray(backend.to_cpu(finite)))
+    values = np.asarray(backend.to_cpu(x[int(rows[0]), ...])).ravel()
+    bad = values[~np.isfinite(values)][0]
+    raise ValueError(f"{name} data holds {len(rows)} rows with NaN or infinite values, the first row "
+                     f"{int(rows[0])} (a {bad}): drop or repair those rows before fit; nothing was "
+                     "trained.")
 
 
 def _epoch_line(epoch: int, epochs: int, history: dict[str, list[float]]) -> str:
