@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,18 @@ def test_a_batchnorm_net_refuses_parameters_without_their_running_statistics(tmp
     with pytest.raises(xbp.CheckpointError, match=r"save it with xbp.save_params\(path, net.state\(\)\), "
                        r"which includes the running statistics"):
         MultiLayerNet(6, [5], 3, use_batchnorm=True).set_params(xbp.load_params(path))
+
+
+def test_save_params_into_a_missing_folder_names_the_target_and_the_folder(tmp_path):
+    target = tmp_path / "no" / "such" / "net.npz"
+    with pytest.raises(FileNotFoundError, match=rf"cannot write {re.escape(str(target))}: its folder "
+                                                 rf"{re.escape(str(target.parent))} does not exist; create "
+                                                 r"it first \(mkdir -p"):
+        xbp.save_params(target, {"W": np.zeros(2)})
+    assert not (tmp_path / "no").exists()
+
+
+def test_saved_files_get_the_permissions_of_an_ordinary_open(tmp_path):
+    xbp.save_params(tmp_path / "net.npz", {"W": np.zeros(2)})
+    (tmp_path / "plain").write_bytes(b"")
+    assert (tmp_path / "net.npz").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777

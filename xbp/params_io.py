@@ -70,17 +70,28 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], o
     at any instant leaves the old file or the new one whole, never half of one; on any error the
     temporary file is removed and `path` is left as it was."""
     target = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.",
-                                         suffix=".tmp")
+    folder = target.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {target}: its folder {folder} does not exist; create it "
+                                f"first (mkdir -p {folder}) or choose another path.")
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's file is private; an ordinary open's is not
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def dtype_name(dtype: Any) -> str:

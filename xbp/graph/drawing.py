@@ -203,7 +203,6 @@ def render(graph: Graph, path: str | os.PathLike[str]) -> Path:
     source = to_dot(graph).encode("utf-8")
 
     def draw(out: BinaryIO) -> None:
-        _as_if_opened_normally(out)
         if fmt == "dot":
             out.write(source)
             return
@@ -216,14 +215,6 @@ def render(graph: Graph, path: str | os.PathLike[str]) -> Path:
 
     write_atomically(path, draw)
     return path
-
-
-def _as_if_opened_normally(out: BinaryIO) -> None:
-    """Give a temporary file the permissions `open` would (0o666 less the umask), not its private 0o600."""
-    if os.chmod in os.supports_fd:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(out.fileno(), 0o666 & ~umask)
 
 
 def _dot_program() -> str:
