@@ -177,3 +177,13 @@ def test_affine_rejects_a_shape_mismatch(xp):
     layer = Affine(xbp.asarray(host(1, 5, 2)), xbp.asarray(host(2, 2)))
     with pytest.raises(ValueError, match=r"Affine got input of shape \(4, 3\) \(3 features .* \(expects 5\)"):
         layer.forward(xbp.asarray(host(3, 4, 3)))
+
+
+def test_one_hot_gives_identity_rows_in_the_dtype_asked_for(xp):
+    from xbp.functions import one_hot
+
+    labels = xbp.asarray(np.array([2, 0, 1, 2]))
+    hot = one_hot(labels, 3)
+    assert hot.dtype == xp.float32 and xbp.device(hot) == xbp.device(labels)
+    np.testing.assert_array_equal(xbp.to_cpu(hot), np.eye(3, dtype=np.float32)[[2, 0, 1, 2]])
+    assert one_hot(labels, 4, dtype=xp.float64).dtype == xp.float64

@@ -11,6 +11,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+import array_api_extra as xpx
+
 from xbp.backend import array_namespace, device
 
 __all__ = ["check_label_range", "cross_entropy_error", "log_softmax", "one_hot", "sigmoid", "softmax",
@@ -40,7 +42,7 @@ def softmax(x: Any) -> Any:
 def one_hot(t: Any, num_classes: int, dtype: Any = None) -> Any:
     """(N,) integer labels -> (N, num_classes) array with 1 at each label (float32 by default)."""
     xp = array_namespace(t)
-    return _one_hot(xp, t, num_classes, xp.float32 if dtype is None else dtype)
+    return xpx.one_hot(t, num_classes, dtype=xp.float32 if dtype is None else dtype, xp=xp)
 
 
 def _one_hot(xp: ModuleType, t: Any, num_classes: int, dtype: Any) -> Any:

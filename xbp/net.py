@@ -190,13 +190,13 @@ class Net:
     def state(self) -> dict[str, Any]:
         """Everything that rebuilds the net's predictions, to save with `xbp.save_params`: `params`,
         and the layers' buffers (BatchNormalization's running statistics) as '<layer>.<buffer>'."""
-        return {**self.params, **self._buffers()}
+        return {**self.params, **self.buffers()}
 
     @on_params_device
     def set_params(self, params: dict[str, Any]) -> Net:
         """Take `params` (as `xbp.load_params` returns `params` or `state()`) onto the net's device
         and dtype; a net with buffers needs them too, so that no statistic is silently left at zero."""
-        own = {**self.params, **self._buffers()}
+        own = {**self.params, **self.buffers()}
         if set(params) != set(own):
             missing = sorted(set(own) - set(params))
             hint = ("save it with xbp.save_params(path, net.state()), which includes the running "
@@ -218,7 +218,9 @@ class Net:
         self._bind()
         return self
 
-    def _buffers(self) -> dict[str, Any]:
+    def buffers(self) -> dict[str, Any]:
+        """The layers' buffers, which are state but not parameters (BatchNormalization's running
+        statistics), as '<layer>.<buffer>' -> array."""
         return {f"{name}.{attr}": getattr(layer, attr)
                 for name, layer in self.layers.items() for attr in getattr(layer, "buffers", ())}
 

@@ -65,10 +65,12 @@ def read_npz(path: str | os.PathLike[str], kind: str, fix: str) -> dict[str, np.
                               f"({type(exc).__name__}: {exc}). {fix}") from exc
 
 
-def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
-    """Call `write` on a temporary file beside `path`, fsync it, then rename it over `path`, so a crash
-    at any instant leaves the old file or the new one whole, never half of one; on any error the
-    temporary file is removed and `path` is left as it was."""
+def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *,
+                     check: Callable[[Path], object] | None = None) -> None:
+    """Call `write` on a temporary file beside `path`, fsync it, `check` it by its path (a download's
+    checksum; raise to refuse it), then rename it over `path`, so a crash at any instant leaves the old
+    file or the new one whole, never half of one; on any error the temporary file is removed and
+    `path` is left as it was."""
     target = Path(path)
     folder = target.parent
     if not folder.is_dir():
@@ -80,6 +82,8 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], o
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        if check is not None:
+            check(Path(temporary))
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's file is private; an ordinary open's is not
         os.replace(temporary, target)
     except BaseException:

@@ -177,8 +177,7 @@ def _losses_so_far(xp: Any, carried: list[float], step_losses: list[Any]) -> lis
 
 def _read_back(xp: Any, scalars: list[Any]) -> np.ndarray:
     """The device scalars as one host float64 vector: one stack on the device, one transfer."""
-    # On CuPy, stack is expand_dims views plus one concatenate, all queued without a host sync
-    # (cupy/cupy cupy/_manipulation/join.py, `def stack`); to_cpu is then the epoch's one sync.
+    # stack queues without a host sync on CuPy (docs/notes/cuda.md, "stack"): to_cpu is the one sync
     return np.asarray(backend.to_cpu(xp.stack(scalars)), dtype=np.float64)
 
 

@@ -57,8 +57,7 @@ class BookNet:
     def _on_net(self, a: Any) -> Any:
         """`a` on the net's library and device (a no-op for arrays already there)."""
         W = next(iter(self.params.values()))
-        # CuPy devices compare by id (cupy/cupy tests/cupy_tests/cuda_tests/test_device.py,
-        # TestDeviceComparison.test_equality: Device(0) == Device(0) != Device(1)).
+        # devices compare by id on CuPy too (docs/notes/cuda.md, "Devices")
         if type(a) is not type(W) or backend.device(a) != backend.device(W):
             a = backend.to_device(a, backend.device(W))
         return a

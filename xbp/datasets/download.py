@@ -19,7 +19,6 @@ import http.client
 import math
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 
 from xbp.datasets.idx import idx_header, read_idx
 from xbp.errors import DatasetError, DownloadError
+from xbp.params_io import write_atomically
 from xbp.progress import ProgressBar
 
 ATTEMPTS = 3  # per mirror, for errors worth retrying
@@ -150,22 +150,17 @@ def download_file(spec: FileSpec, mirrors: Sequence[str], folder: str | os.PathL
 def _fetch(url: str, spec: FileSpec, destination: Path, timeout_s: float,
            progress: bool) -> None:
     """One attempt: download `url` into a temporary file, verify it, rename it to destination."""
-    try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part",
-                                         dir=destination.parent)
-    except OSError as err:
-        raise DatasetError(f"cannot write into {destination.parent}: {err}") from err
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _transfer(url, out, spec, timeout_s, progress)
+    def verify(temp: Path) -> None:
         try:
             read_verified(temp, spec, name=spec.filename)
         except DatasetError as err:
             raise _MirrorError(f"refused the downloaded file: {err}") from err
-        os.replace(temp, destination)
-    finally:
-        temp.unlink(missing_ok=True)  # gone already after a successful os.replace
+
+    try:
+        write_atomically(destination, lambda out: _transfer(url, out, spec, timeout_s, progress),
+                         check=verify)
+    except (FileNotFoundError, PermissionError) as err:  # the folder, not the mirror
+        raise DatasetError(f"cannot write into {destination.parent}: {err}") from err
 
 
 def _transfer(url: str, out: BinaryIO, spec: FileSpec, timeout_s: float,

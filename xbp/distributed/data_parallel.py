@@ -139,7 +139,7 @@ class DataParallel(Hook):
     def epoch_loss(self, epoch: int, loss: float) -> float:
         """The epoch's loss averaged over the ranks; buffers averaged; replicas checked identical."""
         net = self.net
-        buffers = net._buffers() if hasattr(net, "_buffers") else {}
+        buffers = net.buffers() if hasattr(net, "buffers") else {}
         if buffers and self.comm.size > 1:  # BatchNorm running statistics: each rank saw its share
             net.set_params({**net.params, **allreduce_mean(buffers, self.comm)})
         if self.comm.size > 1:

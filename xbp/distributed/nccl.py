@@ -14,8 +14,8 @@ def _nccl_problem() -> str | None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            # cupy/cuda/nccl.py (cupy/cupy 6b6d956, lines 12-19): when the NCCL library cannot be
-            # loaded the module still imports, sets available = False and warns how to install it.
+            # without the NCCL library the module imports, says available = False and warns how to
+            # install it (docs/notes/cuda.md, "NCCL")
             nccl = importlib.import_module("cupy.cuda.nccl")
         except ImportError as exc:
             return f"cupy.cuda.nccl cannot be imported: {exc}"
@@ -28,15 +28,9 @@ def _nccl_problem() -> str | None:
 class _Nccl:
     """An NCCL communicator over the same ranks, for sums of CuPy buffers on the current GPU.
 
-    Written from CuPy's sources (cupy/cupy at 6b6d956), untested here (no GPU):
-    - cupy_backends/cuda/libs/nccl.pyx lines 159-169: get_unique_id() returns the id as bytes
-      (CuPy >= 14; a tuple of ints in 13.x, v13.6.0 lines 149-156); either pickles through MPI.
-    - same file lines 323-346: NcclCommunicator(ndev, commId, rank) calls ncclCommInitRank(Config).
-    - same file lines 470-477: allReduce(sendbuf, recvbuf, count, datatype, op, stream) takes raw
-      pointers and a stream pointer; sendbuf == recvbuf is in place (NCCL docs, "In-place Operations").
-    - cupyx/distributed/_nccl_comm.py lines 86-97: the same set-up (rank 0's id broadcast with
-      mpi4py's bcast), lines 116-119 and 318-319: array.data.ptr and the current stream's ptr.
-    - cupy_backends/cuda/libs/nccl.pxd: NCCL_SUM = 0, NCCL_FLOAT32 = 7, NCCL_FLOAT64 = 8.
+    Rank 0's unique id is broadcast over MPI, each rank makes its NcclCommunicator, and allReduce
+    sums a buffer in place on the current stream. Written from CuPy's sources, not yet run on GPUs:
+    the evidence, with file and line, is in docs/notes/cuda.md ("NCCL").
     """
 
     def __init__(self, communicator: Any) -> None:  # an xbp.distributed.Communicator
