@@ -173,7 +173,7 @@ def test_info_explains_a_device_that_does_not_exist():
 
 @pytest.mark.parametrize("dtype", ["bool", "int8", "uint8", "int32", "int64", "float32", "float64"])
 def test_the_numpy_fast_path_reduces_as_array_api_compat_does(dtype):
-    """xbp's numpy namespace calls sum and max as ufunc reductions: the same values, dtypes, shapes, types."""
+    """xbp's numpy namespace calls sum, max and min as ufunc reductions: the same values, dtypes, shapes."""
     import array_api_compat
     import array_api_compat.numpy as compat
 
@@ -182,7 +182,7 @@ def test_the_numpy_fast_path_reduces_as_array_api_compat_does(dtype):
     x = np.arange(24).reshape(2, 3, 4).astype(dtype)
     for axis in (None, 0, 1, -1, (0, 2)):
         for keepdims in (False, True):
-            for name in ("sum", "max"):
+            for name in ("sum", "max", "min"):
                 expected = getattr(compat, name)(x, axis=axis, keepdims=keepdims)
                 got = getattr(fast, name)(x, axis=axis, keepdims=keepdims)
                 assert type(got) is type(expected) and got.dtype == expected.dtype, (name, axis, keepdims)
@@ -191,6 +191,8 @@ def test_the_numpy_fast_path_reduces_as_array_api_compat_does(dtype):
     assert fast.sum(np.float32(2) * np.ones((), np.float32)) == 2  # 0-d: over all (no) axes
     with pytest.raises(ValueError):
         fast.max(np.zeros((0,), np.float32))  # as numpy.max: no maximum of nothing
+    with pytest.raises(ValueError):
+        fast.min(np.zeros((0,), np.float32))
     for target in (np.bool_, np.int32, np.float32, np.float64):
         expected, got = compat.astype(x, target), fast.astype(x, target)
         assert got.dtype == expected.dtype and got is not x

@@ -25,8 +25,8 @@ DEVICE = "cpu"  # what array_api_compat.device answers for a numpy array
 
 
 def _fast_namespace(compat: ModuleType) -> ModuleType:
-    """array-api-compat's numpy namespace, with `sum` and `max` called as the ufunc reductions they end in
-    and `astype` and `take` as the array's methods.
+    """array-api-compat's numpy namespace, with `sum`, `max` and `min` called as the ufunc reductions
+    they end in, and `astype` and `take` as the array's methods.
 
     They give the values, dtypes, shapes and scalar types of compat's own (tests/test_backend.py
     compares them) for a microsecond less a call (docs/notes/numpy.md); every other name is compat's
@@ -34,12 +34,13 @@ def _fast_namespace(compat: ModuleType) -> ModuleType:
     """
     fast = ModuleType(compat.__name__, compat.__doc__)
     fast.__dict__.update(compat.__dict__)
-    fast.__dict__.update(sum=_sum, max=_max, astype=_astype, take=_take)
+    fast.__dict__.update(sum=_sum, max=_max, min=_min, astype=_astype, take=_take)
     return fast
 
 
 _add_reduce: Callable[..., Any] = np.add.reduce
 _maximum_reduce: Callable[..., Any] = np.maximum.reduce
+_minimum_reduce: Callable[..., Any] = np.minimum.reduce
 
 
 def _sum(x: Any, /, *, axis: int | tuple[int, ...] | None = None, dtype: Any = None,
@@ -63,6 +64,11 @@ def _take(x: Any, indices: Any, /, *, axis: int | None = None) -> Any:
 def _max(x: Any, /, *, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
     """max(x) over `axis` (all axes for None), as numpy.max computes it."""
     return _maximum_reduce(x, axis=axis, keepdims=keepdims)
+
+
+def _min(x: Any, /, *, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
+    """min(x) over `axis` (all axes for None), as numpy.min computes it."""
+    return _minimum_reduce(x, axis=axis, keepdims=keepdims)
 
 
 _COMPAT = array_api_compat.array_namespace(np.empty(0))
