@@ -17,8 +17,14 @@ from types import ModuleType
 
 import pytest
 
-import xbp
-from xbp.errors import BackendError
+# The suite picks its backends itself (the xp fixture, XBP_E2E_BACKEND): an XBP_BACKEND or XBP_DEVICE
+# a user exported (the README has GPU users export one) must not change what it tests. xbp reads them
+# at import, so they go before it is imported, and the children the tests start inherit none.
+for _name in ("XBP_BACKEND", "XBP_DEVICE"):
+    os.environ.pop(_name, None)
+
+import xbp  # noqa: E402
+from xbp.errors import BackendError  # noqa: E402
 
 _ALL = list(xbp.backend.BACKENDS)  # every backend with an adapter (xbp/backend/registry.py)
 _DEVICES = {"torch:cuda": ("torch", "cuda:0")}  # fixture id -> (backend, device)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,3 +299,13 @@ def test_only_the_adapters_import_an_array_library():
             for name in names:
                 top = name.split(".")[0]
                 assert top not in banned - allowed, f"{path.relative_to(package.parent)} imports {name}"
+
+
+def test_the_suite_tests_the_same_whatever_xbp_backend_the_user_exported():
+    """The README has GPU users export XBP_BACKEND=cupy: the tests pick their own backends anyway."""
+    here = "tests/test_backend.py::test_set_backend_and_using_backend_restore_the_previous_one"
+    env = {**os.environ, "XBP_BACKEND": "array_api_strict", "XBP_DEVICE": "device1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", here],
+                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-2000:]
