@@ -332,9 +332,16 @@ def test_device_rng_is_seeded_with_the_dtype_and_device_of_like(xp, dtype):
     values = xbp.to_cpu(first)
     np.testing.assert_array_equal(values, xbp.to_cpu(again))
     assert values.min() >= 0.0 and values.max() < 1.0
-    on_gpu = xbp.get_backend() == "cupy" or str(xbp.device(like)).startswith("cuda")
-    if not on_gpu:  # CuPy and torch CUDA draw on the GPU with their own generators
-        np.testing.assert_array_equal(values, np.random.default_rng(5).random((3, 4), dtype=values.dtype))
+    assert not np.array_equal(values, xbp.to_cpu(DeviceRNG(6).uniform((3, 4), like=like)))  # the seed counts
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_device_rng_on_the_host_draws_numpys_stream(xp, dtype):
+    like = xbp.asarray(np.zeros(2), dtype=dtype)
+    if xbp.get_backend() == "cupy" or str(xbp.device(like)).startswith("cuda"):
+        pytest.skip("CuPy and torch CUDA draw on the GPU with their own generators, not numpy's stream")
+    values = xbp.to_cpu(DeviceRNG(5).uniform((3, 4), like=like))
+    np.testing.assert_array_equal(values, np.random.default_rng(5).random((3, 4), dtype=values.dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -11,6 +11,7 @@ import copy
 import functools
 import importlib.util
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -175,7 +176,35 @@ def test_numerical_gradient_checks_the_labels_at_its_first_loss_only(xp):
 
 
 def test_the_probe_runs_what_training_runs(xp):
-    probe_kernels(xp, xbp.get_device())
+    probe_kernels(xp, xbp.get_device())  # a working backend: no error
+
+
+class _WrongBy(types.ModuleType):
+    """A namespace whose `op` gives a wrong answer: what a broken GPU library would do."""
+
+    def __init__(self, xp, op: str) -> None:
+        super().__init__(xp.__name__)
+        self.__dict__.update(xp.__dict__)
+        good = getattr(xp, op)
+        setattr(self, op, lambda *args, **kwargs: good(*args, **kwargs) + 1)
+
+
+@pytest.mark.parametrize(("op", "message"), [("matmul", r"a 2x2 float32 matmul gave"),
+                                             ("exp", r"an elementwise kernel gave")])
+def test_the_probe_refuses_a_library_that_computes_wrong(op, message):
+    xp = xbp.get_namespace("numpy")
+    if op == "matmul":  # the probe multiplies with @: make the arrays' @ wrong through asarray
+        class Off(np.ndarray):
+            def __matmul__(self, other):
+                return np.asarray(np.matmul(np.asarray(self), np.asarray(other))) + 1
+
+        broken = _WrongBy(xp, "asarray")
+        broken.asarray = lambda *a, **k: np.asarray(xp.asarray(*a, **k)).view(Off)
+        broken.reshape = lambda x, shape: np.reshape(x, shape).view(Off)
+    else:
+        broken = _WrongBy(xp, op)
+    with pytest.raises(RuntimeError, match=message):
+        probe_kernels(broken, "cpu")
 
 
 def test_a_machine_without_the_driver_library_is_told_no_driver_was_found():

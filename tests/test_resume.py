@@ -106,8 +106,17 @@ def test_device_rng_continues_its_stream_and_host_streams_cross_libraries(xp):
     again = DeviceRNG(None)
     assert again.load_state_dict(state, like=like)  # the same kind of generator, on the same device
     np.testing.assert_array_equal(xbp.to_cpu(again.uniform((6,), like=like)), expected)
+
+
+def test_a_host_generators_stream_continues_in_another_library(xp):
+    like = xbp.asarray(np.zeros(3, dtype=np.float32))
+    rng = DeviceRNG(5)
+    rng.uniform((4,), like=like)
+    state = rng.state_dict()
+    expected = xbp.to_cpu(rng.uniform((6,), like=like))
     if any(key.startswith(("cupy/", "torch/")) for key in state["generators"]):
-        return  # a GPU generator's stream continues on its own kind of GPU only (load_state_dict)
+        pytest.skip("a GPU generator's stream continues on its own kind of GPU only (load_state_dict "
+                    "restarts it elsewhere, from the seed)")
     state = json.loads(json.dumps(state))  # numpy's and the portable state are JSON
     with xbp.using_backend("numpy"):
         other = DeviceRNG(None)

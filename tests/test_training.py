@@ -12,6 +12,7 @@ import pytest
 
 import xbp
 from tests._e2e import E2E_BACKEND, E2E_DEVICE, needs_fashion
+from tests.test_nets import backprop_by_hand
 from xbp.layers import SoftmaxWithLoss
 from xbp.nets import TwoLayerNet
 from xbp.optimizers import SGD, AdaGrad, Adam, Momentum
@@ -51,6 +52,14 @@ def test_the_same_seed_gives_the_same_training_on_every_backend(xp):
                        seed=5, progress=False)
     assert history["loss"][0] == pytest.approx(expected["loss"][0], rel=1e-10)
     np.testing.assert_allclose(xbp.to_cpu(net.params["W1"]), reference.params["W1"], rtol=1e-9)
+    by_hand = {key: np.array(xbp.to_cpu(value), dtype=np.float64) for key, value in TwoLayerNet(
+        8, 6, 3, weight_init_std=0.1, seed=2, dtype="float64").params.items()}
+    x64 = x.astype(np.float64)
+    for index in np.random.default_rng(5).permutation(200).reshape(10, 20):  # fit's batches, seed 5
+        for key, grad in backprop_by_hand(by_hand, x64[index], t[index]).items():
+            by_hand[key] -= 0.1 * grad  # SGD, written out
+    for key, value in by_hand.items():  # fit against backprop and SGD written out in numpy
+        np.testing.assert_allclose(xbp.to_cpu(net.params[key]), value, rtol=1e-9, atol=1e-12)
 
 
 def test_fit_keeps_everything_on_array_api_strict_device1():
