@@ -424,3 +424,94 @@ def test_mnist_example_stops_a_diverging_run_with_a_message():
     assert done.stderr.splitlines()[-1].startswith(  # a loss of ~5e5: ln(10) is guessing's
         "error: training diverged in epoch 1: the mean loss is ")
     assert ", over 1000 times that of guessing (2.3) with lr 100.0. No checkpoint was saved" in done.stderr
+
+
+def _rewrite(path, change) -> None:
+    """Rewrite the checkpoint `path` as a whole, valid .npz whose contents `change(arrays)` altered:
+    the zip's own checks pass, so only the checkpoint's own checks can refuse it."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    change(arrays)
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
+
+
+def _meta(arrays) -> dict:
+    return json.loads(arrays["__meta__"].tobytes())
+
+
+def _set_meta(arrays, meta) -> None:
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+
+
+def _changed_array(arrays) -> None:
+    name = next(key for key in arrays if key != "__meta__" and arrays[key].size)
+    changed = arrays[name].copy()
+    changed.flat[0] = changed.flat[0] + 1
+    arrays[name] = changed
+
+
+def _dropped_array(arrays) -> None:
+    del arrays[next(key for key in arrays if key != "__meta__")]
+
+
+def _other_version(arrays) -> None:
+    _set_meta(arrays, {**_meta(arrays), "version": 99})
+
+
+def _not_json(arrays) -> None:
+    arrays["__meta__"] = np.frombuffer(b"{not json", dtype=np.uint8)
+
+
+def _no_meta(arrays) -> None:
+    del arrays["__meta__"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (_changed_array, r"run\.npz: array '[^']+' does not match its SHA-256 \(the file is damaged\)"),
+    (_dropped_array, r"run\.npz: holds the arrays \[.*\] but lists \[.*\]: the file is damaged"),
+    (_other_version, r"run\.npz: not an xbp checkpoint of version 1\."),
+    (_not_json, r"run\.npz: its __meta__ is damaged \(JSONDecodeError"),
+    (_no_meta, r"run\.npz: an \.npz without __meta__, not an xbp checkpoint"),
+], ids=["an-array-changed", "an-array-missing", "another-version", "meta-not-json", "no-meta"])
+def test_each_check_of_a_checkpoint_refuses_what_only_it_can_catch(tmp_path, change, message):
+    path = _saved_run(tmp_path)
+    _rewrite(path, change)
+    net = deep_net()
+    before = host_state(net)
+    with pytest.raises(xbp.CheckpointError, match=message):
+        fit(net, Adam(lr=0.01), blobs(), epochs=2, batch_size=20, seed=7, progress=False,
+            checkpoint=path, resume=True)
+    assert_same_state(host_state(net), before, exact=True)  # nothing loaded
+
+
+def test_with_keep_n_a_damaged_newest_checkpoint_is_passed_over_saying_which_and_why(tmp_path):
+    """With keep=3 the older checkpoints are there for this: resume from the newest whole one."""
+    train = blobs()
+    fit(deep_net(), Adam(lr=0.01), train, epochs=2, batch_size=20, seed=7, progress=False,
+        checkpoint=Checkpoints(tmp_path, keep=3), checkpoint_every=5)
+    newest = tmp_path / "step-0000000024.npz"
+    newest.write_bytes(newest.read_bytes()[:1000])  # a crash in the middle of the disk's write
+    whole, _ = read_checkpoint(tmp_path / "step-0000000020.npz")
+    lines: list[str] = []
+    resumed = deep_net()
+    history = fit(resumed, Adam(lr=0.01), train, epochs=2, batch_size=20, seed=7, progress=False,
+                  checkpoint=Checkpoints(tmp_path, keep=3), checkpoint_every=5, resume=True,
+                  log=lines.append)
+    assert lines[0].startswith(f"passed over a damaged checkpoint: {newest}: ")
+    assert lines[1] == f"resuming from {tmp_path / 'step-0000000020.npz'}, the newest whole checkpoint"
+    assert len(history["loss"]) == 2 and "state/net/W1" in whole  # it trained epoch 2's last 4 steps
+    straight = deep_net()
+    fit(straight, Adam(lr=0.01), train, epochs=2, batch_size=20, seed=7, progress=False)
+    assert_same_state(host_state(resumed), host_state(straight), exact=True)
+
+
+def test_when_every_kept_checkpoint_is_damaged_resume_refuses_naming_them(tmp_path):
+    fit(deep_net(), Adam(lr=0.01), blobs(), epochs=1, batch_size=20, seed=7, progress=False,
+        checkpoint=Checkpoints(tmp_path, keep=2), checkpoint_every=5)
+    for path in tmp_path.iterdir():
+        path.write_bytes(b"not a zip")
+    with pytest.raises(xbp.CheckpointError, match=r"step-0000000012\.npz: .* \(and the 1 older ones are "
+                                                  r"damaged too\)"):
+        fit(deep_net(), Adam(lr=0.01), blobs(), epochs=1, batch_size=20, seed=7, progress=False,
+            checkpoint=Checkpoints(tmp_path, keep=2), resume=True)

@@ -79,16 +79,34 @@ class Checkpointing(Hook):
         if self.resume and not found:
             run.say(f"no checkpoint in {self.where.path} yet: starting from epoch 1")
         elif self.resume:
-            self._restore(found[-1])
+            self._restore(*self._newest_whole(found))
             if run.epoch > run.epochs:
                 run.say(f"the checkpoint has finished {run.epoch - 1} epochs already: nothing to "
                         f"train for epochs={run.epochs}")
         self._epoch_rng: dict[str, Any] = dict(run.rng.bit_generator.state)  # before this epoch's order
         self._catch_interrupts()  # the last thing: fit calls close() however it ends
 
-    def _restore(self, path: Path) -> None:
+    def _newest_whole(self, found: list[Path]) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+        """The newest checkpoint that reads whole, and its contents; a damaged newer one is passed
+        over, saying so (with keep=N the older ones are there for this). All damaged: the newest's
+        error, naming how many were tried."""
+        damaged: list[str] = []
+        for path in reversed(found):
+            try:
+                arrays, meta = read_checkpoint(path)
+            except CheckpointError as exc:
+                damaged.append(str(exc))
+                continue
+            for reason in damaged:
+                self.run.say(f"passed over a damaged checkpoint: {reason}")
+            if damaged:
+                self.run.say(f"resuming from {path}, the newest whole checkpoint")
+            return path, arrays, meta
+        more = f" (and the {len(found) - 1} older ones are damaged too)" if len(found) > 1 else ""
+        raise CheckpointError(damaged[0] + more)
+
+    def _restore(self, path: Path, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
         run = self.run
-        arrays, meta = read_checkpoint(path)
         saved = meta["settings"]
         lr_then, lr_now = saved.get("optimizer", {}).get("lr"), self.settings["optimizer"].get("lr")
         found = differences({**saved, "optimizer": {**saved["optimizer"], "lr": None}},
