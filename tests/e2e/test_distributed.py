@@ -114,22 +114,30 @@ def test_a_diverging_distributed_run_names_the_real_learning_rate():
 
 
 class _TwoRanksOfOne:
-    """A stand-in communicator of size 2 whose 'other rank' holds the same arrays: sum = 2 * buffer."""
+    """A stand-in communicator of size 2 whose other rank's buffer is 3 times this one's: the sum is
+    4 x buffer, so the mean of a gradient g is 2 g, which an allreduce that never sums cannot give.
+    It records every buffer it is asked to sum."""
 
     size = 2
 
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
     def allreduce_sum(self, buffer):
-        return buffer + buffer
+        self.calls.append((str(buffer.dtype).rsplit(".", 1)[-1], int(buffer.shape[0])))
+        return buffer + 3 * buffer
 
 
 def test_allreduce_mean_packs_each_dtype_in_one_buffer_and_restores_shapes(xp):
     grads = {"W2": xp.reshape(xp.arange(6, dtype=xp.float32), (2, 3)), "b1": xp.ones(4, dtype=xp.float32),
              "W1": xp.reshape(xp.arange(8, dtype=xp.float64), (4, 2))}
-    mean = distributed.allreduce_mean(grads, _TwoRanksOfOne())
+    comm = _TwoRanksOfOne()
+    mean = distributed.allreduce_mean(grads, comm)
+    assert sorted(comm.calls) == [("float32", 10), ("float64", 8)]  # one packed buffer per dtype
     assert list(mean) == list(grads)
     for key, value in grads.items():
         assert mean[key].shape == value.shape and mean[key].dtype == value.dtype
-        np.testing.assert_array_equal(xbp.to_cpu(mean[key]), xbp.to_cpu(value))
+        np.testing.assert_array_equal(xbp.to_cpu(mean[key]), 2 * xbp.to_cpu(value))  # (g + 3 g) / 2
 
 
 def test_launched_size_reads_the_launchers_environment(monkeypatch):
