@@ -7,7 +7,8 @@ Scenarios: `train` (a few hundred steps, float64 and float32), `single` (1 rank:
 against plain fit in the same process), `batchnorm`, `raise` (rank 1 fails mid-training),
 `mismatch-batch`, `mismatch-hidden`, `mismatch-samples` (one rank differs), `indivisible`
 (batch 100), `exit` (rank 1 calls sys.exit before training, while rank 0 waits for it), `checkpoint`
-(2 epochs saved to OUT_DIR/run, for one process to resume), `diverge` (lr 100: every rank stops).
+(2 epochs saved to OUT_DIR/run, for one process to resume), `diverge` (lr 100: every rank stops),
+`conv` (a SimpleConvNet on image batches, float64).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 import xbp
 from xbp import distributed
-from xbp.nets import MultiLayerNet, TwoLayerNet
+from xbp.nets import MultiLayerNet, SimpleConvNet, TwoLayerNet
 from xbp.optimizers import SGD, Momentum
 from xbp.training import fit
 
@@ -35,6 +36,15 @@ def blobs(n: int = 600, features: int = 8, seed: int = 0, dtype: str = "float64"
     t = rng.integers(0, 3, size=n)
     centers = np.random.default_rng(1234).normal(0, 1.0, size=(3, features))
     return (centers[t] + rng.normal(0, 1.0, size=(n, features))).astype(dtype), t
+
+
+CONV = {"filter_num": 2, "filter_size": 3, "pad": 1, "stride": 1}
+
+
+def images(n: int = 96, seed: int = 4):
+    """Small NCHW image batches for the `conv` scenario."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, size=(n, 1, 6, 6)), rng.integers(0, 3, size=n)
 
 
 def digest(net) -> str:
@@ -110,6 +120,15 @@ def main() -> None:
         net = TwoLayerNet(8, 20, 3, weight_init_std=0.3, seed=comm.rank + 1)
         history = fit(net, Momentum(lr=0.05), (x, t), epochs=2, batch_size=12, seed=3, progress=False,
                       log=None, comm=comm, checkpoint=out / "run")
+        result.update(digest=digest(net), loss=history["loss"])
+    elif scenario == "conv":
+        x, t = images()
+        net = SimpleConvNet((1, 6, 6), CONV, hidden_size=4, output_size=3, weight_init_std=0.3,
+                            seed=comm.rank + 1, dtype="float64")  # fit broadcasts rank 0's weights
+        history = fit(net, Momentum(lr=0.05), (x, t), epochs=2, batch_size=12, seed=3, progress=False,
+                      comm=comm)
+        if comm.is_root:
+            np.savez(out / "params-conv.npz", **{k: np.asarray(v) for k, v in net.state().items()})
         result.update(digest=digest(net), loss=history["loss"])
     elif scenario == "diverge":
         x, t = blobs(dtype="float32")

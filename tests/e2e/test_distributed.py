@@ -31,7 +31,7 @@ from xbp.training import fit
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "tests" / "mpi_worker.py"
 sys.path.insert(0, str(ROOT / "tests"))
-from mpi_worker import STEPS_EPOCHS, blobs  # noqa: E402
+from mpi_worker import CONV, STEPS_EPOCHS, blobs, images  # noqa: E402
 
 pytestmark = pytest.mark.slow  # end to end: tests/e2e/, left out by ci/test -m "not slow"
 
@@ -322,3 +322,41 @@ def test_mnist_example_trains_on_two_ranks_and_only_rank_0_prints_and_saves(tmp_
     assert output.count("data parallel over 2 ranks: 50 samples of each batch per rank") == 1
     assert output.count("final: test accuracy") == 1
     assert (tmp_path / "net.npz").exists()
+
+
+@needs_mpi
+def test_a_conv_net_trains_data_parallel_as_it_trains_alone():
+    """fit's data parallelism takes the convnets' image batches (N, C, H, W) as it takes rows."""
+    from xbp.nets import SimpleConvNet
+
+    rng = np.random.default_rng(4)
+    x, t = rng.uniform(0, 1, size=(48, 1, 6, 6)).astype(np.float32), rng.integers(0, 3, size=48)
+    conv = {"filter_num": 2, "filter_size": 3, "pad": 1, "stride": 1}
+    nets = [SimpleConvNet((1, 6, 6), conv, hidden_size=4, output_size=3, weight_init_std=0.3, seed=2)
+            for _ in range(2)]
+    histories = [fit(net, Momentum(lr=0.05), (x, t), epochs=2, batch_size=12, seed=3, progress=False,
+                     comm=distributed.init() if i else None) for i, net in enumerate(nets)]
+    assert histories[0]["loss"] == histories[1]["loss"]
+    for key in nets[0].params:
+        np.testing.assert_array_equal(xbp.to_cpu(nets[0].params[key]), xbp.to_cpu(nets[1].params[key]))
+    assert not np.array_equal(nets[0].params["W1"], SimpleConvNet((1, 6, 6), conv, hidden_size=4,
+                                                                   output_size=3, weight_init_std=0.3,
+                                                                   seed=2).params["W1"])  # it trained
+
+
+@needs_mpi
+def test_two_ranks_train_a_conv_net_as_one_process_does(tmp_path):
+    status, output, _ = run_ranks(2, "conv", tmp_path)
+    assert status == 0, output
+    ranks = results(tmp_path)
+    assert len(ranks) == 2 and ranks[0]["digest"] == ranks[1]["digest"]  # bitwise identical replicas
+    from xbp.nets import SimpleConvNet
+
+    x, t = images()
+    alone = SimpleConvNet((1, 6, 6), CONV, hidden_size=4, output_size=3, weight_init_std=0.3, seed=1,
+                          dtype="float64")
+    history = fit(alone, Momentum(lr=0.05), (x, t), epochs=2, batch_size=12, seed=3, progress=False)
+    trained = np.load(tmp_path / "params-conv.npz")
+    for key in alone.params:  # each rank's half of every batch, averaged: the same step as the whole
+        np.testing.assert_allclose(trained[key], alone.params[key], rtol=0, atol=1e-12)
+    assert ranks[0]["loss"] == pytest.approx(history["loss"], rel=1e-10)
