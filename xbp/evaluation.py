@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from xbp import backend
 from xbp.backend import array_namespace, on_params_device
+from xbp.functions import check_counting
 
 __all__ = ["evaluate"]
 
@@ -25,11 +26,7 @@ def evaluate(net: Predictor, x: Any, t: Any, batch_size: int | None = None) -> f
     """Accuracy of `net` on (x, t) (labels or one-hot rows), computed on the device in batches of
     `batch_size` (default: the net's `eval_batch_size`, 100 images for the convnets, else 1000)."""
     n = x.shape[0]
-    if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive number of samples or None, got {batch_size!r}.")
-    if n == 0 or t.shape[0] != n:
-        raise ValueError(f"evaluate needs one label per sample and at least one sample; got {n} samples "
-                         f"and {t.shape[0]} labels.")
+    check_counting("evaluate", n, t.shape[0], batch_size)
     batch_size = batch_size or getattr(net, "eval_batch_size", None) or 1000
     xp = array_namespace(x, t)
     correct = xp.zeros((), dtype=xp.int32, device=backend.device(x))  # int32: JAX has no int64 by default

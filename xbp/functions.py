@@ -15,8 +15,8 @@ import array_api_extra as xpx
 
 from xbp.backend import array_namespace, device
 
-__all__ = ["check_label_range", "cross_entropy_error", "log_softmax", "one_hot", "sigmoid", "softmax",
-           "validate_labels"]
+__all__ = ["check_counting", "check_label_range", "cross_entropy_error", "log_softmax", "one_hot",
+           "sigmoid", "softmax", "validate_labels"]
 
 
 def sigmoid(x: Any) -> Any:
@@ -81,6 +81,16 @@ def validate_labels(xp: ModuleType, t: Any, classes: int, *, name: str = "", val
                          "them with xp.astype(t, xp.int64), or pass one-hot rows (N, C).")
     if values:
         check_label_range(xp, t, classes, name=name)
+
+
+def check_counting(who: str, n: int, labels: int, batch_size: int | None) -> None:
+    """Refuse what accuracy cannot be counted over: no samples, a label count that differs, or a
+    batch_size that is not a positive number (None picks the default)."""
+    if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive number of samples or None, got {batch_size!r}.")
+    if n == 0 or labels != n:
+        raise ValueError(f"{who} needs one label per sample and at least one sample; got {n} samples "
+                         f"and {labels} labels.")
 
 
 def check_label_range(xp: ModuleType, t: Any, classes: int, *, name: str = "") -> None:

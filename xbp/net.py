@@ -25,6 +25,7 @@ from xbp import backend
 from xbp.backend import array_namespace, on_params_device
 from xbp.convolution import Convolution
 from xbp.errors import CheckpointError
+from xbp.functions import check_counting
 from xbp.gradcheck import numerical_gradient
 from xbp.layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss
 
@@ -92,11 +93,7 @@ class Net:
         if t.ndim != 1:
             t = xp.argmax(t, axis=1)
         n = x.shape[0]
-        if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive number of samples or None, got {batch_size!r}.")
-        if n == 0 or t.shape[0] != n:
-            raise ValueError(f"accuracy needs one label per sample and at least one sample; got "
-                             f"{n} samples and {t.shape[0]} labels.")
+        check_counting("accuracy", n, t.shape[0], batch_size)
         step = batch_size or self.eval_batch_size or n
         correct = 0
         for start in range(0, n, step):
