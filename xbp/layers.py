@@ -83,6 +83,7 @@ class Relu:
     def backward(self, dout: Any = 1) -> Any:
         return dout * self.mask
 
+
 class Sigmoid:
     """out = 1 / (1 + exp(-x)).   dx = dout * out * (1 - out)"""
 
