@@ -185,7 +185,7 @@ def test_a_conv_net_resumes_exactly(tmp_path):
     ({"conv_param": {"filter_num": 0, "filter_size": 5, "pad": 0, "stride": 1}},
      r"conv_param: filter_num, filter_size and stride must be positive integers"),
     ({"input_dim": (28, 28)}, r"input_dim must be \(channels, height, width\)"),
-    ({"hidden_size": 0}, r"hidden_size must be a positive integer, got 0"),
+    ({"hidden_size": 0}, r"hidden_size must be a positive integer \(a number of units\), got 0"),
     ({"input_dim": (1, 3, 3)}, r"a filter of 5 does not fit an input of 3"),
 ])
 def test_simple_conv_net_refuses_bad_arguments(kwargs, message):

@@ -17,7 +17,7 @@ import numpy as np
 
 from xbp.convolution import Convolution, Pooling, conv_output_size
 from xbp.layers import Affine, Dropout, Relu, SoftmaxWithLoss
-from xbp.net import Net, on_backend
+from xbp.net import Net, check_sizes, on_backend
 
 __all__ = ["DEEP_CONV_PARAMS", "DeepConvNet", "SimpleConvNet"]
 
@@ -45,12 +45,6 @@ def _input_dim(input_dim: tuple[int, int, int]) -> tuple[int, int, int]:
     return input_dim
 
 
-def _sizes(size: int, name: str) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"{name} must be a positive integer, got {size!r}.")
-    return size
-
-
 class SimpleConvNet(Net):
     """Conv -> Relu -> Pool (2x2, stride 2) -> Affine -> Relu -> Affine -> SoftmaxWithLoss (ch. 7).
 
@@ -67,7 +61,7 @@ class SimpleConvNet(Net):
         channels, height, width = _input_dim(input_dim)
         conv_param = conv_param or {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
         filters, size, pad, stride = _conv_param(conv_param, "conv_param")
-        hidden_size, output_size = _sizes(hidden_size, "hidden_size"), _sizes(output_size, "output_size")
+        check_sizes(hidden_size=hidden_size, output_size=output_size)
         pooled = (filters * conv_output_size(conv_output_size(height, size, stride, pad), 2, 2)
                   * conv_output_size(conv_output_size(width, size, stride, pad), 2, 2))
         rng = np.random.default_rng(seed)
@@ -123,7 +117,7 @@ class DeepConvNet(Net):
                  hidden_size: int = 50, output_size: int = 10, *, dropout_ratio: float = 0.5,
                  seed: int | None = None, dtype: str = "float32") -> None:
         channels, height, width = _input_dim(input_dim)
-        hidden_size, output_size = _sizes(hidden_size, "hidden_size"), _sizes(output_size, "output_size")
+        check_sizes(hidden_size=hidden_size, output_size=output_size)
         convs = [_conv_param(p, f"conv_param_{i}") for i, p in enumerate(
             (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6), start=1)]
         rng = np.random.default_rng(seed)

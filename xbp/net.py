@@ -16,6 +16,7 @@ Layers that behave differently in training (`BatchNormalization`, `Dropout`) get
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from xbp.layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss
 if TYPE_CHECKING:  # for annotations only: xbp.graph loads when a net is first drawn
     from xbp.graph import Graph
 
-__all__ = ["Net", "on_backend"]
+__all__ = ["Net", "check_sizes", "on_backend"]
 
 _MODE_LAYERS = (BatchNormalization, Dropout)  # layers whose forward takes train_flg
 _FIRST_WITHOUT_DX = (Affine, Convolution)  # a first layer of these skips dL/dx, which feeds nothing
@@ -246,6 +247,13 @@ class Net:
 def _astype(x: Any, dtype: str) -> Any:
     xp = array_namespace(x)
     return backend.checked_dtype(xp.astype(x, getattr(xp, dtype)), getattr(xp, dtype))
+
+
+def check_sizes(**sizes: Any) -> None:
+    """Refuse a layer size that is not a positive integer, naming it."""
+    for name, size in sizes.items():
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ValueError(f"{name} must be a positive integer (a number of units), got {size!r}.")
 
 
 def on_backend(host_params: dict[str, np.ndarray], dtype: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from xbp.convnets import DeepConvNet, SimpleConvNet
 from xbp.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss
-from xbp.net import Net, on_backend
+from xbp.net import Net, check_sizes, on_backend
 
 __all__ = ["DeepConvNet", "MultiLayerNet", "Net", "SimpleConvNet", "TwoLayerNet", "init_std"]
 
@@ -112,13 +112,6 @@ class MultiLayerNet(Net):
     def _add(self, name: str, layer: Any, params: dict[str, str]) -> None:
         self.layers[name] = layer
         self.bindings.update({key: (name, attr) for key, attr in params.items()})
-
-
-def check_sizes(**sizes: Any) -> None:
-    """Refuse a layer size that is not a positive integer, naming it."""
-    for name, size in sizes.items():
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-            raise ValueError(f"{name} must be a positive integer (a number of units), got {size!r}.")
 
 
 def init_std(weight_init_std: float | str, n_in: int) -> float:
