@@ -322,6 +322,28 @@ def test_two_layer_net_draws_itself_with_shapes(xp):
         assert relative_error(grads[key], expected[key]) < 1e-12
 
 
+def test_a_conv_net_draws_itself_with_image_shapes(xp):
+    from xbp.nets import SimpleConvNet
+
+    net = SimpleConvNet((1, 6, 6), {"filter_num": 2, "filter_size": 3, "pad": 0, "stride": 1},
+                        hidden_size=4, output_size=3, weight_init_std=0.3, seed=0, dtype="float64")
+    x = xbp.asarray(host(3, 2, 1, 6, 6), dtype="float64")
+    t = xbp.asarray(np.array([0, 2]))
+    g = net.to_graph(x, t)
+    assert [op.label for op in g.ops] == ["Conv1", "Relu1", "Pool1", "Affine1", "Relu2", "Affine2",
+                                          "SoftmaxWithLoss"]
+    text = g.to_mermaid()
+    for line in ['    x -->|"(2, 1, 6, 6) float64"| op1', '    W1 -->|"(2, 1, 3, 3) float64"| op1',
+                 '    op1 -->|"(2, 2, 4, 4) float64"| op2', '    op3 -->|"(2, 2, 2, 2) float64"| op4',
+                 '    op4 -.->|"(2, 2, 2, 2) float64"| op3', '    op4 -.->|"(8, 4) float64"| W2']:
+        assert line + "\n" in text
+    grads = g.gradients()
+    expected = net.gradient(x, t)
+    assert set(grads) >= set(expected)
+    for key in expected:
+        assert relative_error(grads[key], expected[key]) < 1e-12
+
+
 # ---------------------------------------------------------------- rendering
 
 def test_render_refuses_an_unknown_extension(tmp_path):
