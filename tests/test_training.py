@@ -279,6 +279,7 @@ def test_fit_names_what_is_not_an_array(train, message):
 ])
 def test_evaluate_refuses_what_it_cannot_count(kwargs, message):
     x, t = blobs(n=20)
+    kwargs = dict(kwargs)  # a copy: the parameters are the same dicts in every run in this process
     x = kwargs.pop("x", x)
     with pytest.raises(ValueError, match=message):
         evaluate(TwoLayerNet(8, 6, 3, seed=0), x, t[: len(x)], **kwargs)
