@@ -25,6 +25,31 @@ def test_numerical_gradient_of_a_known_function(xp):
     assert xbp.to_cpu(x).tolist() == [3.0, 4.0]  # restored
 
 
+def test_numerical_gradient_changes_a_writeable_array_in_place_as_the_book_does(xp):
+    x = xbp.asarray([3.0, 4.0], dtype="float64")
+    grad = numerical_gradient(lambda _: xp.sum(x * x * x), x)  # f reads x itself, as the book's nets do
+    assert relative_error(grad, [27.0, 48.0]) < 1e-7
+    assert xbp.to_cpu(x).tolist() == [3.0, 4.0]
+
+
+def test_numerical_gradient_of_an_array_it_cannot_change_passes_changed_copies():
+    """The path for JAX's immutable arrays, taken here by a read-only numpy array: `f` gets a copy in
+    x's dtype with one element moved by +-h, and x itself stays as it was."""
+    x = np.array([[3.0, -1.0], [0.5, 2.0]], dtype=np.float32)
+    x.flags.writeable = False
+    seen = []
+
+    def f(v):
+        seen.append(v)
+        return np.sum(v.astype(np.float64) ** 3)
+
+    grad = numerical_gradient(f, x, h=1e-3)
+    assert grad.dtype == np.float32 and all(v.dtype == np.float32 and v is not x for v in seen)
+    np.testing.assert_allclose(grad, 3 * x.astype(np.float64) ** 2, rtol=1e-4)  # float32 steps
+    assert len(seen) == 8 and all(np.count_nonzero(v != x) == 1 for v in seen)
+    np.testing.assert_array_equal(x, [[3.0, -1.0], [0.5, 2.0]])
+
+
 def test_same_seed_gives_the_same_weights_on_every_backend(xp):
     net = TwoLayerNet(5, 4, 3, seed=7)
     reference = np.random.default_rng(7)
