@@ -380,9 +380,10 @@ def test_checkpoints_need_an_optimizer_that_saves_and_loads_its_state(tmp_path):
             return {}
 
     for optimizer in (Plain(), SavesOnly()):
-        with pytest.raises(TypeError, match=rf"^checkpoints need the optimizer's state: give "
-                                            rf"{type(optimizer).__name__} state_dict\(\) and load_state_dict\(\) "
-                                            rf"\(as xbp\.optimizers' optimizers have\)\.$"):
+        name = type(optimizer).__name__
+        with pytest.raises(TypeError, match=rf"^checkpoints need the optimizer's state: give {name} "
+                                            r"state_dict\(\) and load_state_dict\(\) \(as xbp\.optimizers' "
+                                            r"optimizers have\)\.$"):
             fit(deep_net(), optimizer, blobs(), epochs=1, batch_size=20, progress=False, log=None,
                 checkpoint=tmp_path)
 
