@@ -307,8 +307,28 @@ def test_dropout_fixed_mask_is_reused(xp):
     layer.fixed_mask = True
     first = xbp.to_cpu(layer.forward(x)).copy()
     np.testing.assert_array_equal(xbp.to_cpu(layer.forward(x)), first)
-    with pytest.raises(ValueError, match=r"fixed mask of shape \(6, 7\) but got input of shape \(3, 7\)"):
+    with pytest.raises(ValueError, match=r"^Dropout has a fixed mask of shape \(6, 7\) but got input of "
+                                         r"shape \(3, 7\): set fixed_mask = False, or mask = None to draw a "
+                                         r"new one\.$"):
         layer.forward(xbp.asarray(host(2, 3, 7)))
+
+
+def test_dropout_drops_half_by_default_and_nothing_at_a_ratio_of_0(xp):
+    x = xbp.asarray(host(1, 40, 50))
+    half = Dropout(seed=4)
+    assert half.dropout_ratio == 0.5
+    assert abs(float(xbp.to_cpu(half.forward(x) == 0).mean()) - 0.5) < 0.05
+    none = Dropout(0.0, seed=4)
+    assert relative_error(none.forward(x), xbp.to_cpu(x)) == 0
+    assert relative_error(none.forward(x, train_flg=False), xbp.to_cpu(x)) == 0
+
+
+def test_dropout_refuses_a_gradient_on_another_device():
+    with xbp.using_backend("array_api_strict", device="device1"):
+        layer, x = Dropout(0.5, seed=0), xbp.asarray(host(1, 4, 3))
+    layer.forward(x)
+    with pytest.raises(xbp.DeviceMismatchError):
+        layer.backward(xbp.asarray(host(2, 4, 3)))  # on the default device
 
 
 def test_dropout_rejects_a_bad_ratio():

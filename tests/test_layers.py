@@ -68,6 +68,13 @@ def test_relu(xp):
     check_backward(layer.forward, layer.backward, [x], dout)
 
 
+def test_relu_passes_no_gradient_at_zero(xp):
+    """The book's mask is x <= 0: at the kink itself the gradient is 0."""
+    layer = Relu()
+    layer.forward(xbp.asarray([[-1.0, 0.0, 2.0]]))
+    assert xbp.to_cpu(layer.backward(xbp.asarray([[5.0, 5.0, 5.0]]))).tolist() == [[0.0, 0.0, 5.0]]
+
+
 def test_sigmoid(xp):
     x_host = host(6, 4, 3, low=-6, high=6)
     x, dout = xbp.asarray(x_host), xbp.asarray(host(7, 4, 3))
