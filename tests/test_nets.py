@@ -25,6 +25,13 @@ def test_numerical_gradient_of_a_known_function(xp):
     assert xbp.to_cpu(x).tolist() == [3.0, 4.0]  # restored
 
 
+def test_numerical_gradient_is_on_the_device_of_x():
+    with xbp.using_backend("array_api_strict", device="device1"):
+        x = xbp.asarray([3.0, 4.0], dtype="float64")
+    grad = numerical_gradient(lambda v: xbp.array_namespace(v).sum(v * v), x)
+    assert xbp.device(grad) == xbp.device(x) and grad.dtype == x.dtype
+
+
 def test_numerical_gradient_changes_a_writeable_array_in_place_as_the_book_does(xp):
     x = xbp.asarray([3.0, 4.0], dtype="float64")
     grad = numerical_gradient(lambda _: xp.sum(x * x * x), x)  # f reads x itself, as the book's nets do

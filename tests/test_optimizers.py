@@ -98,6 +98,16 @@ def test_an_optimizer_says_only_how_its_state_starts_and_how_one_parameter_moves
         SignDescent(lr=-1)
 
 
+def test_a_hyperparameter_without_a_default_is_refused_without_suggesting_one():
+    class Bare(SGD):
+        def __init__(self, lr: float) -> None:  # no default to suggest
+            super().__init__(lr=lr)
+
+    with pytest.raises(ValueError, match=r"^Bare\(lr=0\): lr must be a finite number above 0 \(the size of "
+                                         r"each step\)\.$"):
+        Bare(0)
+
+
 def test_an_optimizer_that_does_not_say_how_a_parameter_moves_says_so():
     class Nothing(Optimizer):
         def __init__(self) -> None:
