@@ -38,7 +38,9 @@ def test_backward_without_dout_is_backward_of_one(xp):
     dx, dy = mul.backward()
     assert relative_error(dx, xbp.to_cpu(y)) == 0 and relative_error(dy, xbp.to_cpu(x)) == 0
     assert add.backward() == (1, 1)
-    for layer in (sigmoid, relu):
+    loss = SoftmaxWithLoss()
+    loss.forward(x, xbp.asarray([0, 3, 1]))
+    for layer in (sigmoid, relu, loss):
         assert relative_error(layer.backward(), xbp.to_cpu(layer.backward(1))) == 0
 
 
@@ -183,7 +185,10 @@ def test_layers_keep_arrays_on_their_device():
     [
         ([0, 1, 10], r"label 10 is out of range: class labels must be in \[0, 10\)"),
         ([0, -1, 2], r"label -1 is out of range"),
-        ([0.0, 1.0, 2.0], r"1-D labels must be integer class indices, got dtype .*float"),
+        ([0.0, 1.0, 2.0], r"^1-D labels must be integer class indices, got dtype .*float.*; convert them "
+                          r"with xp\.astype\(t, xp\.int64\), or pass one-hot rows \(N, C\)\.$"),
+        ([[[0]], [[1]], [[2]]], r"^labels must be \(N,\) class indices or \(N, C\) one-hot rows, got shape "
+                                r"\(3, 1, 1\)\.$"),
         ([0, 1], r"batch size mismatch: logits have 3 rows but labels have 2"),
     ],
 )
@@ -201,7 +206,8 @@ def test_softmax_with_loss_rejects_one_hot_of_the_wrong_shape(xp):
 
 def test_affine_rejects_a_shape_mismatch(xp):
     layer = Affine(xbp.asarray(host(1, 5, 2)), xbp.asarray(host(2, 2)))
-    with pytest.raises(ValueError, match=r"Affine got input of shape \(4, 3\) \(3 features .* \(expects 5\)"):
+    with pytest.raises(ValueError, match=r"^Affine got input of shape \(4, 3\) \(3 features .* \(expects "
+                                         r"5\): reshape the input or build the layer with a matching W\.$"):
         layer.forward(xbp.asarray(host(3, 4, 3)))
 
 
@@ -260,3 +266,62 @@ def test_cross_entropy_error_keeps_the_dtype_and_device_of_y():
         cross_entropy_error(y, xbp.asarray([3, 0, 1]))
     with pytest.raises(xbp.DeviceMismatchError):
         cross_entropy_error(xbp.asarray(ref_softmax(host(15, 3, 4))), t)
+
+
+def test_softmax_with_loss_checks_the_range_on_every_call_and_each_new_one_hot_shape(xp):
+    layer, x = SoftmaxWithLoss(), xbp.asarray(host(1, 3, 4))
+    layer.forward(x, xbp.asarray([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"^label 4 is out of range: class labels must be in \[0, 4\) for 4 "
+                                         r"classes\.$"):
+        layer.forward(x, xbp.asarray([0, 4, 2]))  # the same kind of labels as the call before
+    layer.forward(x, xbp.asarray(np.eye(4)[[0, 1, 2]]))
+    with pytest.raises(ValueError, match=r"one-hot labels have shape \(3, 5\) but there are 4 classes"):
+        layer.forward(x, xbp.asarray(np.eye(5)[[0, 1, 2]]))
+
+
+def test_softmax_with_loss_without_check_labels_reads_nothing_back(xp, monkeypatch):
+    import xbp.functions
+
+    def read_back(*args, **kwargs):
+        raise AssertionError("the range was checked")
+
+    monkeypatch.setattr(xbp.functions, "check_label_range", read_back)
+    layer = SoftmaxWithLoss(check_labels=False)
+    for _ in range(2):
+        layer.forward(xbp.asarray(host(1, 3, 4)), xbp.asarray([0, 1, 2]))
+
+
+def test_softmax_with_loss_takes_one_hot_labels_of_any_dtype_in_the_logits_dtype(xp):
+    x = xbp.asarray(host(1, 3, 4), dtype="float32")
+    for dtype in ("float64", "int64", "float32"):
+        layer = SoftmaxWithLoss()
+        loss = layer.forward(x, xbp.asarray(np.eye(4)[[0, 3, 1]], dtype=dtype))
+        assert loss.dtype == x.dtype and layer.t.dtype == x.dtype
+        assert float(loss) == pytest.approx(float(SoftmaxWithLoss().forward(x, xbp.asarray([0, 3, 1]))))
+
+
+def test_softmax_with_loss_refuses_logits_that_are_not_a_matrix(xp):
+    with pytest.raises(ValueError, match=r"^SoftmaxWithLoss expects logits of shape \(N, C\), got \(4,\)\.$"):
+        SoftmaxWithLoss().forward(xbp.asarray(host(1, 4)), xbp.asarray([1]))
+
+
+@pytest.mark.parametrize("elsewhere", ["x", "W", "b", "dout"])
+def test_affine_refuses_arrays_on_two_devices(elsewhere):
+    arrays = {}
+    for name, shape in (("x", (4, 3)), ("W", (3, 2)), ("b", (2,)), ("dout", (4, 2))):
+        with xbp.using_backend("array_api_strict", device="device1" if name == elsewhere else None):
+            arrays[name] = xbp.asarray(host(len(arrays) + 1, *shape))
+    layer = Affine(arrays["W"], arrays["b"])
+    with pytest.raises(xbp.DeviceMismatchError):
+        layer.forward(arrays["x"])
+        layer.backward(arrays["dout"])
+
+
+@pytest.mark.parametrize("elsewhere", ["x", "t"])
+def test_softmax_with_loss_refuses_logits_and_labels_on_two_devices(elsewhere):
+    arrays = {}
+    for name, value in (("x", host(1, 3, 4)), ("t", np.array([0, 3, 1]))):
+        with xbp.using_backend("array_api_strict", device="device1" if name == elsewhere else None):
+            arrays[name] = xbp.asarray(value)
+    with pytest.raises(xbp.DeviceMismatchError):
+        SoftmaxWithLoss().forward(arrays["x"], arrays["t"])
