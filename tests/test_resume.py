@@ -338,7 +338,9 @@ def test_a_damaged_checkpoint_is_refused_and_nothing_is_loaded(tmp_path, damage)
     with pytest.raises(xbp.CheckpointError, match=r"run\.npz: ") as caught:
         fit(net, Adam(lr=0.01), blobs(), epochs=2, batch_size=20, seed=7, progress=False,
             checkpoint=path, resume=True)
-    assert "older ones" not in str(caught.value)  # the one checkpoint there is: no older ones to name
+    with pytest.raises(xbp.CheckpointError) as itself:
+        read_checkpoint(path)
+    assert str(caught.value) == str(itself.value)  # the one checkpoint there is: no older ones to name
     assert_same_state(host_state(net), before, exact=True)
 
 
@@ -357,6 +359,8 @@ def test_resuming_a_run_that_has_finished_its_epochs_says_so(tmp_path):
                   checkpoint=path, resume=True, log=lines.append)
     assert lines[-1] == "the checkpoint has finished 1 epochs already: nothing to train for epochs=1"
     assert len(history["loss"]) == 1
+    _, meta = read_checkpoint(path)  # saved at the end of epoch 1: the start of epoch 2, nothing done
+    assert (meta["epoch"], meta["step"], meta["losses"], meta["seconds"]) == (2, 0, [], 0.0)
 
 
 def test_checkpoints_of_a_folder_with_its_own_settings_are_resumed_only_with_the_same(tmp_path):
@@ -517,38 +521,48 @@ def test_with_checkpoint_every_a_divergence_is_caught_at_the_next_save_within_th
     optimizer = SGD(lr=0.001)
     fit(net, optimizer, blobs(), epochs=1, batch_size=20, progress=False, checkpoint=tmp_path,
         checkpoint_every=5, log=None)
-    optimizer.lr = 1e6  # NaN within a few steps
+    optimizer.lr = 1e6  # the loss explodes within a few steps
+    update, losses = optimizer.update, []
+
+    def update_and_record(params: dict, grads: dict) -> None:
+        losses.append(float(net.last_layer.loss))
+        update(params, grads)
+
+    optimizer.update = update_and_record
     with pytest.raises(xbp.TrainingDivergedError) as caught:
         fit(net, optimizer, blobs(), epochs=5, batch_size=20, progress=False, checkpoint=tmp_path,
             checkpoint_every=5, resume=True, log=None)
     error = caught.value
     assert error.epoch == 2 and str(error).startswith("training diverged in epoch 2: ")
+    assert error.loss == pytest.approx(math.fsum(losses) / len(losses))  # the mean of the steps so far
     _, meta = read_checkpoint(error.checkpoint)
     assert meta["epoch"] == 2 and meta["step"] < 12  # the last good save, within epoch 2
 
 
-def test_weights_that_are_not_finite_are_never_saved(tmp_path):
-    """The losses of the steps so far are finite, but the 5th update made W1 infinite: the save after it
-    refuses, naming the parameter, and the mean of those losses is the error's loss."""
+@pytest.mark.parametrize("every", [5, 1])
+def test_weights_that_are_not_finite_are_never_saved(tmp_path, every):
+    """The losses of the steps so far are finite, but the update before a save made W1 infinite: the
+    save refuses, naming the parameter, and the mean of those losses is the error's loss."""
     from xbp.nets import TwoLayerNet
 
-    optimizer, count = SGD(lr=0.01), [0]
+    net = TwoLayerNet(8, 16, 3, seed=1)
+    optimizer, losses = SGD(lr=0.01), []
     update = optimizer.update
 
     def update_then_break_w1(params: dict, grads: dict) -> None:
+        losses.append(float(net.last_layer.loss))
         update(params, grads)
-        count[0] += 1
-        if count[0] == 5:
+        if len(losses) == every:
             params["W1"][0, 0] = np.inf
 
     optimizer.update = update_then_break_w1
     with pytest.raises(xbp.TrainingDivergedError) as caught:
-        fit(TwoLayerNet(8, 16, 3, seed=1), optimizer, blobs(), epochs=1, batch_size=20, progress=False,
-            checkpoint=tmp_path, checkpoint_every=5, log=None)
+        fit(net, optimizer, blobs(), epochs=1, batch_size=20, progress=False, checkpoint=tmp_path,
+            checkpoint_every=every, log=None)
     error = caught.value
     assert str(error).startswith("training diverged in epoch 1: W1 is not finite with lr 0.01. No checkpoint "
                                  "was saved before it")
-    assert error.epoch == 1 and error.loss == pytest.approx(math.log(3), rel=0.1)  # the mean, not the sum
+    assert error.epoch == 1 and error.loss == pytest.approx(math.fsum(losses) / every)  # the mean
     assert not list(tmp_path.iterdir())
 
 
