@@ -418,13 +418,24 @@ def ctrl_c_adam(at: int, times: int = 1) -> Adam:
     return optimizer
 
 
+def stopped_by_ctrl_c(run) -> xbp.TrainingInterrupted:
+    """The TrainingInterrupted that `run()` raises. A plain KeyboardInterrupt (Ctrl-C that fit did not
+    catch) fails the test here, instead of stopping pytest itself as it would on its way out."""
+    try:
+        run()
+    except KeyboardInterrupt as exc:
+        assert isinstance(exc, xbp.TrainingInterrupted), f"Ctrl-C was not caught: {exc!r}"
+        return exc
+    raise AssertionError("fit ended without stopping")
+
+
 def test_ctrl_c_in_a_step_saves_there_and_stops_saying_where(tmp_path):
     """tests/resume_child.py does this in a child Python; here fit runs in this one."""
     before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(xbp.TrainingInterrupted) as caught:
-        fit(deep_net(), ctrl_c_adam(17), blobs(), epochs=3, batch_size=20, seed=7, progress=False,
-            checkpoint=tmp_path, checkpoint_every=5, log=None)
-    stopped, saved = caught.value, f"{tmp_path}/step-0000000017.npz"
+    stopped = stopped_by_ctrl_c(lambda: fit(deep_net(), ctrl_c_adam(17), blobs(), epochs=3, batch_size=20,
+                                            seed=7, progress=False, checkpoint=tmp_path, checkpoint_every=5,
+                                            log=None))
+    saved = f"{tmp_path}/step-0000000017.npz"
     assert str(stopped) == (f"interrupted: saved the checkpoint {saved} (epoch 2, step 5 of 12 done); run "
                             "again with resume=True (examples/mnist.py: --resume) to continue.")
     assert (stopped.epoch, stopped.step, stopped.checkpoint) == (2, 5, saved)
@@ -444,10 +455,8 @@ def test_ctrl_c_in_the_epochs_evaluation_stops_at_the_start_of_the_next(tmp_path
         return predict(x, train_flg)
 
     net.predict = predict_then_ctrl_c
-    with pytest.raises(xbp.TrainingInterrupted) as caught:
-        fit(net, optimizer, blobs(), epochs=3, batch_size=20, seed=7, progress=False,
-            checkpoint=tmp_path, log=None)
-    stopped = caught.value
+    stopped = stopped_by_ctrl_c(lambda: fit(net, optimizer, blobs(), epochs=3, batch_size=20, seed=7,
+                                            progress=False, checkpoint=tmp_path, log=None))
     assert (stopped.epoch, stopped.step, stopped.checkpoint) == (2, 0, f"{tmp_path}/step-0000000012.npz")
     assert "(epoch 2, step 0 of 12 done)" in str(stopped)
 
