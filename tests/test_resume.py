@@ -371,6 +371,34 @@ def test_checkpoints_of_a_folder_with_its_own_settings_are_resumed_only_with_the
             checkpoint=Checkpoints(tmp_path, settings={"dataset": "other"}), resume=True)
 
 
+def test_an_optimizer_of_ones_own_without_slots_is_checkpointed_and_resumed(tmp_path):
+    class Counting:
+        """Plain SGD that counts its updates: a state_dict of its own form, no slots."""
+
+        lr = 0.05
+
+        def __init__(self) -> None:
+            self.steps = 0
+
+        def update(self, params, grads) -> None:
+            self.steps += 1
+            for key in params:
+                params[key] -= self.lr * grads[key]
+
+        def state_dict(self) -> dict:
+            return {"hyperparameters": {"lr": self.lr}, "steps": self.steps}
+
+        def load_state_dict(self, state: dict) -> None:
+            self.steps = state["steps"]
+
+    fit(deep_net(), Counting(), blobs(), epochs=1, batch_size=20, seed=7, progress=False, checkpoint=tmp_path,
+        log=None)
+    resumed = Counting()
+    history = fit(deep_net(), resumed, blobs(), epochs=2, batch_size=20, seed=7, progress=False,
+                  checkpoint=tmp_path, resume=True, log=None)
+    assert resumed.steps == 24 and len(history["loss"]) == 2
+
+
 def test_checkpoints_need_an_optimizer_that_saves_and_loads_its_state(tmp_path):
     class Plain:
         lr = 0.1
