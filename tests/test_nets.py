@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array_api_compat
 import numpy as np
 import pytest
 
@@ -34,6 +35,8 @@ def test_numerical_gradient_is_on_the_device_of_x():
 
 def test_numerical_gradient_changes_a_writeable_array_in_place_as_the_book_does(xp):
     x = xbp.asarray([3.0, 4.0], dtype="float64")
+    if not array_api_compat.is_writeable_array(x):
+        pytest.skip("JAX's arrays cannot be changed in place: there f must use the copy it is given")
     grad = numerical_gradient(lambda _: xp.sum(x * x * x), x)  # f reads x itself, as the book's nets do
     assert relative_error(grad, [27.0, 48.0]) < 1e-7
     assert xbp.to_cpu(x).tolist() == [3.0, 4.0]
