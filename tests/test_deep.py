@@ -227,6 +227,15 @@ def test_batchnorm_inference_uses_the_running_statistics(xp):
     assert relative_error(layer.running_mean, mean) < 1e-14  # inference does not update them
 
 
+def test_batchnorm_starts_from_running_statistics_it_is_given(xp):
+    gamma, beta, mean, var = host(1, 3), host(2, 3), host(3, 3), host(4, 3, low=0.5, high=2)
+    layer = BatchNormalization(*(xbp.asarray(a) for a in (gamma, beta)), running_mean=xbp.asarray(mean),
+                               running_var=xbp.asarray(var))
+    x_host = host(5, 4, 3)
+    out = layer.forward(xbp.asarray(x_host), train_flg=False)
+    assert relative_error(out, ref_batchnorm(x_host, gamma, beta, mean, var)) < 1e-13
+
+
 @pytest.mark.parametrize("train_flg", [True, False], ids=["training", "inference"])
 def test_batchnorm_backward(xp, train_flg):
     gamma, beta = xbp.asarray(host(1, 4, low=0.5, high=2)), xbp.asarray(host(2, 4))
@@ -298,8 +307,28 @@ def test_dropout_fixed_mask_is_reused(xp):
     layer.fixed_mask = True
     first = xbp.to_cpu(layer.forward(x)).copy()
     np.testing.assert_array_equal(xbp.to_cpu(layer.forward(x)), first)
-    with pytest.raises(ValueError, match=r"fixed mask of shape \(6, 7\) but got input of shape \(3, 7\)"):
+    with pytest.raises(ValueError, match=r"^Dropout has a fixed mask of shape \(6, 7\) but got input of "
+                                         r"shape \(3, 7\): set fixed_mask = False, or mask = None to draw a "
+                                         r"new one\.$"):
         layer.forward(xbp.asarray(host(2, 3, 7)))
+
+
+def test_dropout_drops_half_by_default_and_nothing_at_a_ratio_of_0(xp):
+    x = xbp.asarray(host(1, 40, 50))
+    half = Dropout(seed=4)
+    assert half.dropout_ratio == 0.5
+    assert abs(float(xbp.to_cpu(half.forward(x) == 0).mean()) - 0.5) < 0.05
+    none = Dropout(0.0, seed=4)
+    assert relative_error(none.forward(x), xbp.to_cpu(x)) == 0
+    assert relative_error(none.forward(x, train_flg=False), xbp.to_cpu(x)) == 0
+
+
+def test_dropout_refuses_a_gradient_on_another_device():
+    with xbp.using_backend("array_api_strict", device="device1"):
+        layer, x = Dropout(0.5, seed=0), xbp.asarray(host(1, 4, 3))
+    layer.forward(x)
+    with pytest.raises(xbp.DeviceMismatchError):
+        layer.backward(xbp.asarray(host(2, 4, 3)))  # on the default device
 
 
 def test_dropout_rejects_a_bad_ratio():
@@ -318,6 +347,19 @@ def test_new_layers_keep_arrays_on_their_device():
     dx = bn.backward(dropout.backward(dout))
     arrays = (out, dx, dropout.mask, bn.running_mean, bn.running_var, bn.dgamma, bn.dbeta)
     assert all(xbp.device(a) == dev for a in arrays)
+
+
+@pytest.mark.parametrize("elsewhere", ["x", "gamma", "beta", "dout"])
+def test_batchnorm_refuses_arrays_on_two_devices(elsewhere):
+    """Each of x, gamma, beta (forward) and dout (backward) is checked against the others."""
+    arrays = {}
+    for name, seed in (("x", 1), ("gamma", 2), ("beta", 3), ("dout", 4)):
+        with xbp.using_backend("array_api_strict", device="device1" if name == elsewhere else None):
+            arrays[name] = xbp.asarray(host(seed, 4, 3) if name in ("x", "dout") else host(seed, 3))
+    layer = BatchNormalization(arrays["gamma"], arrays["beta"])
+    with pytest.raises(xbp.DeviceMismatchError):
+        layer.forward(arrays["x"])
+        layer.backward(arrays["dout"])
 
 
 # ---------------------------------------------------------------- DeviceRNG

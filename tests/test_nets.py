@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array_api_compat
 import numpy as np
 import pytest
 
@@ -23,6 +24,40 @@ def test_numerical_gradient_of_a_known_function(xp):
     grad = numerical_gradient(lambda v: xp.sum(v * v), x)
     assert relative_error(grad, [6.0, 8.0]) < 1e-9
     assert xbp.to_cpu(x).tolist() == [3.0, 4.0]  # restored
+
+
+def test_numerical_gradient_is_on_the_device_of_x():
+    with xbp.using_backend("array_api_strict", device="device1"):
+        x = xbp.asarray([3.0, 4.0], dtype="float64")
+    grad = numerical_gradient(lambda v: xbp.array_namespace(v).sum(v * v), x)
+    assert xbp.device(grad) == xbp.device(x) and grad.dtype == x.dtype
+
+
+def test_numerical_gradient_changes_a_writeable_array_in_place_as_the_book_does(xp):
+    x = xbp.asarray([3.0, 4.0], dtype="float64")
+    if not array_api_compat.is_writeable_array(x):
+        pytest.skip("JAX's arrays cannot be changed in place: there f must use the copy it is given")
+    grad = numerical_gradient(lambda _: xp.sum(x * x * x), x)  # f reads x itself, as the book's nets do
+    assert relative_error(grad, [27.0, 48.0]) < 1e-7
+    assert xbp.to_cpu(x).tolist() == [3.0, 4.0]
+
+
+def test_numerical_gradient_of_an_array_it_cannot_change_passes_changed_copies():
+    """The path for JAX's immutable arrays, taken here by a read-only numpy array: `f` gets a copy in
+    x's dtype with one element moved by +-h, and x itself stays as it was."""
+    x = np.array([[3.0, -1.0], [0.5, 2.0]], dtype=np.float32)
+    x.flags.writeable = False
+    seen = []
+
+    def f(v):
+        seen.append(v)
+        return np.sum(v.astype(np.float64) ** 3)
+
+    grad = numerical_gradient(f, x, h=1e-3)
+    assert grad.dtype == np.float32 and all(v.dtype == np.float32 and v is not x for v in seen)
+    np.testing.assert_allclose(grad, 3 * x.astype(np.float64) ** 2, rtol=1e-4)  # float32 steps
+    assert len(seen) == 8 and all(np.count_nonzero(v != x) == 1 for v in seen)
+    np.testing.assert_array_equal(x, [[3.0, -1.0], [0.5, 2.0]])
 
 
 def test_same_seed_gives_the_same_weights_on_every_backend(xp):

@@ -279,9 +279,17 @@ def test_fit_names_what_is_not_an_array(train, message):
 ])
 def test_evaluate_refuses_what_it_cannot_count(kwargs, message):
     x, t = blobs(n=20)
+    kwargs = dict(kwargs)  # a copy: the parameters are the same dicts in every run in this process
     x = kwargs.pop("x", x)
     with pytest.raises(ValueError, match=message):
         evaluate(TwoLayerNet(8, 6, 3, seed=0), x, t[: len(x)], **kwargs)
+
+
+def test_evaluate_counts_the_same_in_batches_of_any_size():
+    x, t = blobs(n=20)
+    net = TwoLayerNet(8, 6, 3, seed=0)
+    accuracy = evaluate(net, x, t)
+    assert [evaluate(net, x, t, batch_size=size) for size in (1, 3, 20, 100)] == [accuracy] * 4
 
 
 class _MomentumThatBlowsUp(Momentum):
