@@ -576,9 +576,6 @@ def test_with_checkpoint_every_a_divergence_is_caught_at_the_next_save_within_th
     assert meta["epoch"] == 2 and meta["step"] < 12  # the last good save, within epoch 2
 
 
-@pytest.mark.xfail(reason="known bug: the error says the net holds the end of epoch 1, but only a divergence "
-                          "found by DivergenceGuard.epoch_loss puts that state back, not one found at a save "
-                          "within the epoch (Checkpointing.step_ended / _save)", strict=True)
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_a_divergence_caught_at_a_save_within_an_epoch_puts_the_last_good_state_back(tmp_path):
     from xbp.nets import TwoLayerNet

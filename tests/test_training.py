@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import subprocess
 import sys
@@ -326,3 +327,30 @@ def test_a_diverged_run_leaves_the_net_and_optimizer_as_the_last_good_epoch_left
         assert all(np.all(np.isfinite(xbp.to_cpu(v))) for v in optimizer.v.values())
     else:
         assert optimizer.v is None  # as before its first update
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the epoch's accuracy, from W2
+def test_an_epoch_whose_last_update_breaks_a_weight_diverges_there_and_puts_the_epoch_before_back(xp):
+    """The epoch's losses are all finite, but its last update left W2 infinite: fit stops at the end
+    of that epoch, naming W2, instead of starting the next from broken weights."""
+    x, t = blobs(n=200)
+    x, t = xbp.asarray(x), xbp.asarray(t)
+    net = TwoLayerNet(8, 6, 3, weight_init_std=0.1, seed=2)
+    reference = TwoLayerNet(8, 6, 3, weight_init_std=0.1, seed=2)
+    fit(reference, SGD(lr=0.01), (x, t), epochs=1, batch_size=20, progress=False)
+    optimizer, updates = SGD(lr=0.01), []
+    update = optimizer.update
+
+    def update_then_break_w2_at_the_end_of_epoch_2(params, grads):
+        update(params, grads)
+        updates.append(1)
+        if len(updates) == 20:  # 10 steps an epoch
+            params["W2"] = params["W2"] + math.inf  # a new array: JAX's cannot be changed in place
+
+    optimizer.update = update_then_break_w2_at_the_end_of_epoch_2
+    with pytest.raises(xbp.TrainingDivergedError, match=r"training diverged in epoch 2: W2 is not finite "
+                       r"after it with lr 0\.01\. .* hold what they held at the end of epoch 1") as caught:
+        fit(net, optimizer, (x, t), epochs=3, batch_size=20, progress=False, log=None)
+    assert caught.value.epoch == 2 and math.isfinite(caught.value.loss)
+    for key, value in reference.params.items():
+        np.testing.assert_array_equal(xbp.to_cpu(net.params[key]), xbp.to_cpu(value))

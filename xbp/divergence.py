@@ -5,9 +5,11 @@ An epoch's mean cross-entropy over 1000 ln(classes), a thousand times that of gu
 that no training brings back: `TrainingDivergedError` names the epoch, the learning rate and the
 newest checkpoint to resume from, and carries the history of the epochs before it. The guard keeps a
 copy of the net's state (and of the optimizer's, where it has `state_dict`) from before the first
-epoch and after each good one, on the net's device, and puts it back before it raises: the net and
-the optimizer then hold what they held at the end of the last good epoch (before `fit`, when the
-first epoch diverges), so nothing is lost without a checkpoint either.
+epoch and after each good one (whose weights are all finite), on the net's device, and puts it back
+before `TrainingDivergedError` is raised, whichever check found it (the epoch's loss, or a
+checkpoint's within an epoch): the net and the optimizer then hold what they held at the end of the
+last good epoch (before `fit`, when the first epoch diverges), so nothing is lost without a
+checkpoint either.
 """
 
 from __future__ import annotations
@@ -27,30 +29,53 @@ Snapshot = tuple["dict[str, Any] | None", "dict[str, Any] | None"]
 
 
 class DivergenceGuard(Hook):
-    """Checks each epoch's mean loss, before it is recorded (`check_loss`); puts the last good state
-    back before raising."""
+    """Checks each epoch's mean loss, before it is recorded (`check_loss`), and the net's weights after
+    each epoch; whatever finds the run diverged (a checkpoint's checks too) puts the last good state
+    back before it raises (`Run.put_back`)."""
 
     good: Snapshot | None = None
+    held = "the start of fit"  # what `good` is, as the error says it
 
     def start(self, run: Run) -> None:
         self.run = run
+        run.put_back = self.put_back
 
     def epoch_begins(self, epoch: int, order: np.ndarray) -> np.ndarray:
         if self.good is None:  # after every hook's start: a resume has put back its checkpoint by now
             self.good = _snapshot(self.run)
+            if self.run.step:
+                self.held = f"step {self.run.step} of epoch {self.run.epoch}, where fit resumed"
+            elif self.run.epoch > 1:
+                self.held = f"the end of epoch {self.run.epoch - 1}"
         return order
 
     def epoch_loss(self, epoch: int, loss: float) -> float:
-        try:
-            check_loss(self.run, epoch, loss)
-        except TrainingDivergedError:
-            if self.good is not None:
-                _restore(self.run, self.good)
-            raise
+        check_loss(self.run, epoch, loss)
         return loss
 
     def epoch_ends(self, epoch: int) -> None:
-        self.good = _snapshot(self.run)
+        """Keep the epoch's state as the last good one, unless a weight is no longer finite (the
+        epoch's last updates can break weights after a finite loss): then the run has diverged."""
+        snapshot = _snapshot(self.run)
+        broken = _not_finite(snapshot[0])
+        if broken is not None:
+            diverged(self.run, epoch, self.run.history["loss"][-1], f"{broken} is not finite after it")
+        self.good, self.held = snapshot, f"the end of epoch {epoch}"
+
+    def put_back(self) -> str:
+        if self.good is None:  # diverged before the first epoch began: nothing has changed
+            return "the start of fit"
+        _restore(self.run, self.good)
+        return self.held
+
+
+def _not_finite(state: dict[str, Any] | None) -> str | None:
+    """The name of the first array of `state` holding NaN or an infinity, or None."""
+    for key, value in (state or {}).items():
+        xp = array_namespace(value)
+        if xp.isdtype(value.dtype, "real floating") and not bool(xp.all(xp.isfinite(value))):
+            return key
+    return None
 
 
 def _copy(value: Any) -> Any:
@@ -95,7 +120,7 @@ def diverged(run: Run, epoch: int, loss: float, what: str = "") -> NoReturn:
     lr = getattr(run.optimizer, "lr", None)
     where = (f"The last good checkpoint is {run.checkpoint}: resume from it with a smaller learning rate"
              if run.checkpoint else "No checkpoint was saved before it (pass checkpoint= to keep one)")
-    held = f"the end of epoch {epoch - 1}" if epoch > 1 else "the start of fit"
+    held = run.put_back()
     raise TrainingDivergedError(
         f"training diverged in epoch {epoch}: {what or f'the mean loss is {loss}'} with lr {lr}. {where}, "
         "or start again with a smaller learning rate. The history of the epochs before it is on this "

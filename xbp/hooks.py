@@ -49,6 +49,9 @@ class Run:
     losses: list[float] = field(default_factory=list)  # their losses
     seconds: float = 0.0  # their training time
     checkpoint: Path | None = None  # the newest checkpoint saved or resumed from
+    # what a diverging run does before it raises: the guard puts the last good state back and says
+    # which it is ("the end of epoch 2"); without a guard, nothing is put back
+    put_back: Callable[[], str] = lambda: "the step where training diverged"
 
     def __post_init__(self) -> None:
         self.update = self.optimizer.update
