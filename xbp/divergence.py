@@ -50,17 +50,17 @@ class DivergenceGuard(Hook):
         return order
 
     def epoch_loss(self, epoch: int, loss: float) -> float:
+        """The loss, and the weights the epoch leaves (its last updates can break them after a finite
+        loss), before the epoch is recorded."""
         check_loss(self.run, epoch, loss)
+        net = self.run.net
+        broken = _not_finite(net.state() if hasattr(net, "state") else None)
+        if broken is not None:
+            diverged(self.run, epoch, loss, f"{broken} is not finite after it")
         return loss
 
     def epoch_ends(self, epoch: int) -> None:
-        """Keep the epoch's state as the last good one, unless a weight is no longer finite (the
-        epoch's last updates can break weights after a finite loss): then the run has diverged."""
-        snapshot = _snapshot(self.run)
-        broken = _not_finite(snapshot[0])
-        if broken is not None:
-            diverged(self.run, epoch, self.run.history["loss"][-1], f"{broken} is not finite after it")
-        self.good, self.held = snapshot, f"the end of epoch {epoch}"
+        self.good, self.held = _snapshot(self.run), f"the end of epoch {epoch}"
 
     def put_back(self) -> str:
         if self.good is None:  # diverged before the first epoch began: nothing has changed
