@@ -23,7 +23,7 @@ from xbp.backend import array_namespace
 from xbp.errors import TrainingDivergedError
 from xbp.hooks import Hook, Run
 
-__all__ = ["DivergenceGuard", "check_loss", "diverged"]
+__all__ = ["DivergenceGuard", "check_loss", "diverged", "first_not_finite"]
 
 Snapshot = tuple["dict[str, Any] | None", "dict[str, Any] | None"]
 
@@ -54,7 +54,7 @@ class DivergenceGuard(Hook):
         loss), before the epoch is recorded."""
         check_loss(self.run, epoch, loss)
         net = self.run.net
-        broken = _not_finite(net.state() if hasattr(net, "state") else None)
+        broken = first_not_finite(net.state() if hasattr(net, "state") else None)
         if broken is not None:
             diverged(self.run, epoch, loss, f"{broken} is not finite after it")
         return loss
@@ -69,7 +69,7 @@ class DivergenceGuard(Hook):
         return self.held
 
 
-def _not_finite(state: dict[str, Any] | None) -> str | None:
+def first_not_finite(state: dict[str, Any] | None) -> str | None:
     """The name of the first array of `state` holding NaN or an infinity, or None."""
     for key, value in (state or {}).items():
         xp = array_namespace(value)

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from xbp import backend
 from xbp.backend import DeviceRNG, array_namespace
 from xbp.checkpoints import (
@@ -31,7 +29,7 @@ from xbp.checkpoints import (
     unpack,
     write_checkpoint,
 )
-from xbp.divergence import check_loss, diverged
+from xbp.divergence import check_loss, diverged, first_not_finite
 from xbp.errors import CheckpointError, TrainingInterrupted
 from xbp.hooks import Hook, Run
 
@@ -193,15 +191,14 @@ class Checkpointing(Hook):
         if not run.leader:
             return
         net, arrays = run.net, dict[str, Any]()
+        broken = first_not_finite(net.state())
+        if broken is not None:
+            diverged(run, epoch, math.fsum(losses) / max(step, 1), f"{broken} is not finite")
         state = pack({"net": net.state(),
                       "optimizer": run.optimizer.state_dict(),
                       "device_rngs": {name: rng.state_dict() for name, rng in _device_rngs(net).items()}},
                      "state", arrays)
         arrays = {name: backend.to_cpu(value) for name, value in arrays.items()}  # one copy to the host
-        for name, value in arrays.items():
-            if name.startswith("state/net/") and not np.all(np.isfinite(value)):
-                diverged(run, epoch, math.fsum(losses) / max(step, 1),
-                         f"{name[len('state/net/'):]} is not finite")
         target = self.where.target((epoch - 1) * run.steps + step)
         write_checkpoint(target, arrays, {
             "epoch": epoch, "step": step, "steps_per_epoch": run.steps, "losses": losses,
