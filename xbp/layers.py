@@ -186,7 +186,8 @@ class SoftmaxWithLoss:
         # 1-D labels of the kind seen last time passed the checks of shape and dtype. No device object
         # in the key: JAX's cannot be deep-copied.
         key = (classes, t.ndim, tuple(t.shape[1:]), x.dtype, t.dtype, type(x), str(device(x)))
-        if key != self._identity_key:
+        seen = key == self._identity_key
+        if not seen:
             validate_labels(xp, t, classes, values=self.check_labels)
         elif self.check_labels:
             check_label_range(xp, t, classes)
@@ -195,7 +196,7 @@ class SoftmaxWithLoss:
                              f"{t.shape[0]}; pass one label per sample.")
         if t.ndim == 2:
             return xp.astype(t, x.dtype) if t.dtype != x.dtype else t
-        if key != self._identity_key:
+        if not seen:
             self._identity = xp.eye(classes, dtype=x.dtype, device=device(x))
             self._identity_key = key
         return xp.take(self._identity, t, axis=0)
