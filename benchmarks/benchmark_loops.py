@@ -3,6 +3,8 @@
     book-style loop  for each batch: grads = net.gradient(x[i], t[i]); optimizer.update(net.params,
                      grads), the labels checked at every step (SoftmaxWithLoss's default)
     fit              xbp.training.fit, one epoch (its own clock: the steps, not the accuracies after)
+    written out      the same array operations as xbp's step, in one function without layers, net or
+                     optimizer (benchmarks/step_instructions.py's written_out): the step without its Python
     numpy loop       benchmarks/benchmark.py's hand-written loop (numpy_epoch)
 
 TwoLayerNet 784 -> 50 -> 10 (or --size), batch 100, SGD lr 0.1, float32, Fashion-MNIST's 60,000
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from benchmark import LR, epoch_order, initial_weights, numpy_epoch
+from step_instructions import written_out
 
 import xbp
 from xbp.datasets import load_mnist
@@ -45,6 +48,7 @@ def main() -> None:
     book_net, fit_net = (TwoLayerNet(784, hidden, 10, seed=args.seed) for _ in range(2))
     book_opt, fit_opt = SGD(lr=LR), SGD(lr=LR)
     loop_params = {k: v.copy() for k, v in start.items()}
+    written_params = {k: v.copy() for k, v in start.items()}
 
     def book_style(round_: int) -> float:
         began = time.perf_counter()
@@ -62,7 +66,12 @@ def main() -> None:
         numpy_epoch(x, t, loop_params, epoch_order(len(x), batch, args.seed + round_))
         return time.perf_counter() - began
 
-    contenders = {"book-style loop": book_style, "fit": by_fit, "numpy loop": loop}
+    def by_hand(round_: int) -> float:
+        began = time.perf_counter()
+        written_out(x, t, epoch_order(len(x), batch, args.seed + round_), written_params, LR)
+        return time.perf_counter() - began
+
+    contenders = {"book-style loop": book_style, "fit": by_fit, "written out": by_hand, "numpy loop": loop}
     times: dict[str, list[float]] = {name: [] for name in contenders}
     shuffle = np.random.default_rng(7)
     for round_ in range(args.rounds + 1):

@@ -5,6 +5,10 @@ images: a TwoLayerNet with SGD, and a MultiLayerNet with batch normalization, dr
 change that leaves the arithmetic alone leaves both digests alone, bit for bit:
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/digest.py
+
+The digests are those of one machine: OpenBLAS picks its matrix kernels for the CPU it runs on
+(AVX-512 or not), and other kernels round sums in another order. Compare a before and an after
+on the same machine (BENCHMARKS.md gives two machines' digests).
 """
 
 from __future__ import annotations

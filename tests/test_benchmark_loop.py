@@ -64,3 +64,26 @@ def test_the_overhead_benchmarks_layer_loop_trains_as_fit_does(monkeypatch):
     for key, value in by_fit.params.items():
         np.testing.assert_array_equal(value, by_layers.params[key])
         assert not np.array_equal(value, start[key])  # trained, not left alone
+
+
+def test_the_written_out_step_of_the_instruction_count_trains_as_fit_does_bit_for_bit(monkeypatch):
+    """benchmarks/step_instructions.py's written_out claims xbp's operations, in xbp's order: the
+    weights after an epoch must be fit's, bit for bit, or its count is not the step's arithmetic."""
+    monkeypatch.syspath_prepend(str(_PATH.parent))
+    spec = importlib.util.spec_from_file_location("xbp_instructions_example",
+                                                  _PATH.parent / "step_instructions.py")
+    assert spec is not None and spec.loader is not None
+    instructions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(instructions)
+    rng = np.random.default_rng(6)
+    x = rng.random((360, 20), dtype=np.float32)
+    t = rng.integers(0, 10, size=360).astype(np.uint8)
+    with xbp.using_backend("numpy"):
+        net = TwoLayerNet(20, 16, 10, weight_init_std=0.3, seed=4)
+    start = {key: value.copy() for key, value in net.params.items()}
+    params = {key: value.copy() for key, value in net.params.items()}
+    fit(net, SGD(lr=benchmark.LR), (x, t), epochs=1, batch_size=40, seed=3, progress=False)
+    instructions.written_out(x, t, benchmark.epoch_order(len(x), 40, 3), params, benchmark.LR)
+    for key, value in net.params.items():
+        np.testing.assert_array_equal(value, params[key], err_msg=key)
+        assert not np.array_equal(value, start[key]), key  # trained, not left alone
