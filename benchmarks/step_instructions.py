@@ -18,6 +18,11 @@ Needs `valgrind` on PATH. PYTHONHASHSEED is fixed for the children: string hashe
 layout of dicts, and with it the count by a few thousand. The counts are the simulated CPU's, whose
 BLAS kernels may differ from the real one's; xbp's and the loop's matrix products are the same calls,
 so the difference between the two is Python and numpy call overhead.
+
+With --cache, cachegrind also simulates a core's caches (32 KiB L1s, a 512 KiB L2 as the last level)
+and the script reports the step's last-level misses of code and data: the lines the arrays pushed
+out of the L2 and the step had to fetch again. On a core whose L2 is smaller than the step's arrays,
+those misses, not the instructions, are what xbp's Python costs in time (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -103,17 +108,27 @@ def written_out(x: np.ndarray, t: np.ndarray, order: np.ndarray, params: dict[st
             param -= lr * grad
 
 
-def count(contender: str, steps: int, size: str) -> int:
-    """Instructions of one child run, as cachegrind reports them ('I refs')."""
+# cachegrind's summary lines, and a cache like this machine's core (--cache): 32 KiB 8-way L1s and a
+# 512 KiB 8-way L2 as its last level, so that an "LL miss" is a line the core's own caches lost
+_EVENTS = {"instructions": r"I\s+refs:\s+([\d,]+)", "LL misses (code)": r"LLi\s+misses:\s+([\d,]+)",
+           "LL misses (data)": r"LLd\s+misses:\s+([\d,]+)"}
+_CACHE = ["--cache-sim=yes", "--I1=32768,8,64", "--D1=32768,8,64", "--LL=524288,8,64"]
+
+
+def count(contender: str, steps: int, size: str, cache: bool = False) -> dict[str, int]:
+    """Instructions of one child run as cachegrind reports them ('I refs'), and with `cache` the
+    simulated last-level misses of its code and data."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+        ["valgrind", "--tool=cachegrind", *(_CACHE if cache else ["--cache-sim=no"]),
+         "--cachegrind-out-file=/dev/null",
          sys.executable, __file__, "--child", contender, "--steps", str(steps), "--size", size],
         env=env, capture_output=True, text=True, check=False)
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if done.returncode != 0 or found is None:
+    events = [name for name in _EVENTS if cache or name == "instructions"]
+    found = {name: re.search(_EVENTS[name], done.stderr) for name in events}
+    if done.returncode != 0 or None in found.values():
         raise SystemExit(f"the {contender} run failed under valgrind:\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    return {name: int(match.group(1).replace(",", "")) for name, match in found.items() if match}
 
 
 def main() -> None:
@@ -121,6 +136,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="100x50", help="BATCHxHIDDEN (default 100x50)")
     parser.add_argument("--steps", type=int, default=50, help="S: the runs take S and 3S steps")
+    parser.add_argument("--cache", action="store_true",
+                        help="also simulate the caches and count last-level misses (several minutes)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     batch, hidden = (int(v) for v in args.size.split("x"))
@@ -131,15 +148,16 @@ def main() -> None:
         raise SystemExit("valgrind is not on PATH: install it (apt-get install valgrind) to count.")
     import xbp
 
-    per_step = {}
+    per_step: dict[str, dict[str, float]] = {}
     for contender in ("xbp step", "written out", "numpy loop"):
-        low, high = (count(contender, steps, args.size) for steps in (args.steps, 3 * args.steps))
-        per_step[contender] = (high - low) / (2 * args.steps)
+        low, high = (count(contender, steps, args.size, args.cache) for steps in (args.steps, 3 * args.steps))
+        per_step[contender] = {name: (high[name] - low[name]) / (2 * args.steps) for name in low}
     loop = per_step["numpy loop"]
-    print(f"xbp from {Path(xbp.__file__).parent}, {args.size}: " + "  ".join(
-        f"{name} {value:,.0f} instructions a step ({value / loop:.3f}x)" for name, value in per_step.items())
-        + f"  xbp step - numpy loop {per_step['xbp step'] - loop:,.0f}")
-
+    print(f"xbp from {Path(xbp.__file__).parent}, {args.size}, a step:")
+    for event in loop:
+        print(f"  {event}: " + "  ".join(f"{name} {value[event]:,.0f} ({value[event] / loop[event]:.3f}x)"
+                                         for name, value in per_step.items())
+              + f"  xbp step - numpy loop {per_step['xbp step'][event] - loop[event]:,.0f}")
 
 if __name__ == "__main__":
     main()
