@@ -29,9 +29,13 @@ _WORK = Path(tempfile.mkdtemp(prefix="xbp-book-scripts-"))
 atexit.register(shutil.rmtree, _WORK, ignore_errors=True)
 
 
-@functools.cache
 def output(script: str, *, book: bool = False, backend: str = "numpy", real_mnist: bool = False) -> str:
     """The script's stdout on xbp (or the book's code), run once per test process and remembered."""
+    return _output(script, book, backend, real_mnist)  # one cache key however the defaults are spelt
+
+
+@functools.cache
+def _output(script: str, book: bool, backend: str, real_mnist: bool) -> str:
     where = _WORK / (script.replace("/", "-") + ("-book" if book else f"-{backend}")
                      + ("-real" if real_mnist else ""))
     return run(script, where, book=book, backend=backend, real_mnist=real_mnist)
