@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import numbers
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,17 +37,6 @@ __all__ = ["Net", "check_sizes", "on_backend"]
 
 _MODE_LAYERS = (BatchNormalization, Dropout)  # layers whose forward takes train_flg
 _FIRST_WITHOUT_DX = (Affine, Convolution)  # a first layer of these skips dL/dx, which feeds nothing
-
-
-class _GradientNames(dict[str, str]):
-    """attribute -> the attribute of its gradient ('W' -> 'dW'), made once per name."""
-
-    def __missing__(self, attr: str) -> str:
-        self[attr] = name = sys.intern("d" + attr)
-        return name
-
-
-_GRADIENT_OF = _GradientNames()
 
 
 class Net:
@@ -130,8 +118,7 @@ class Net:
         else:
             first.backward(dout)
         by_name = self.layers
-        grads = {key: getattr(by_name[name], _GRADIENT_OF[attr])
-                 for key, (name, attr) in self.bindings.items()}
+        grads = {key: getattr(by_name[name], "d" + attr) for key, (name, attr) in self.bindings.items()}
         if self.weight_decay_lambda:
             for key in self._decayed():
                 grads[key] = grads[key] + self.weight_decay_lambda * self.params[key]
