@@ -122,10 +122,10 @@ def main() -> None:
     trees = args.tree or [None]
     results: dict[str | None, list[dict[str, float]]] = {tree: [] for tree in trees}
     for index in range(args.processes):
-        for tree in np.random.default_rng(index).permutation(len(trees)):
-            result = spawn(trees[tree], args, index)
-            results[trees[tree]].append(result)
-            print(f"process {index + 1}/{args.processes}, {trees[tree] or 'this xbp'}: " + "  ".join(
+        for tree in (trees[pick] for pick in np.random.default_rng(index).permutation(len(trees))):
+            result = spawn(tree, args, index)
+            results[tree].append(result)
+            print(f"process {index + 1}/{args.processes}, {tree or 'this xbp'}: " + "  ".join(
                 f"{name} {result[name]:.3f}x" for name in CONTENDERS[:-1])
                 + f"  (numpy loop {result['numpy loop s']:.4f} s)", flush=True)
     print(f"\n{args.size}, {args.processes} processes of {args.rounds} rounds each: the median ratio "

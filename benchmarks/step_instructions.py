@@ -159,5 +159,6 @@ def main() -> None:
                                          for name, value in per_step.items())
               + f"  xbp step - numpy loop {per_step['xbp step'][event] - loop[event]:,.0f}")
 
+
 if __name__ == "__main__":
     main()
